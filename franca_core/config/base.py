@@ -48,7 +48,7 @@ class BackboneConfig(Frozen):
 class HeadsConfig(Frozen):
     """Matryoshka DINO (CLS) and iBOT (patch) heads (reference §3.1)."""
 
-    mode: Literal["project", "slice", "shared", "none"] = Field(
+    mode: Literal["project", "slice_project", "slice", "shared", "none"] = Field(
         "project",
         description="project: a learned Linear per level (official code); slice: Z[:, :m] (paper "
         "text); shared: one head over nested prefixes; none: a plain DINOv2 head, no Matryoshka.",

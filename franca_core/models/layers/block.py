@@ -1,0 +1,63 @@
+"""Pre-norm transformer block of the DINOv2/Franca ViT (reference §1.1, §9 item 16).
+
+x <- x + drop_path1(ls1(attn(norm1(x)))); x <- x + drop_path2(ls2(mlp(norm2(x)))).
+
+Unlike the official block, the FFN branch has its own ``drop_path2`` module (the official code reuses
+``drop_path1``, a known defect). Stochastic depth here is plain per-sample drop path; DINOv2's
+"drop a batch subset and rescale" variant above rate 0.1 is not reproduced (same expectation).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from franca_core.models.layers.attention import Attention, AttnBackend
+from franca_core.models.layers.drop_path import DropPath
+from franca_core.models.layers.ffn import FfnType, build_ffn
+from franca_core.models.layers.layer_scale import LayerScale
+
+LAYER_NORM_EPS = 1e-6
+
+
+def _layer_scale(dim: int, init_values: float | None) -> nn.Module:
+    # The official block creates LayerScale only for truthy init_values (so no ls*.gamma keys otherwise).
+    return LayerScale(dim, init_values) if init_values else nn.Identity()
+
+
+def _drop_path(rate: float) -> nn.Module:
+    return DropPath(rate) if rate > 0.0 else nn.Identity()
+
+
+class Block(nn.Module):
+    """One ViT block; submodule names are the official keys (norm1, attn, ls1, norm2, mlp, ls2)."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        ffn: FfnType = "mlp",
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        proj_bias: bool = True,
+        ffn_bias: bool = True,
+        drop_path: float = 0.0,
+        init_values: float | None = None,
+        attn_backend: AttnBackend = "auto",
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, proj_bias=proj_bias, backend=attn_backend)
+        self.ls1 = _layer_scale(dim, init_values)
+        self.drop_path1 = _drop_path(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+        self.mlp = build_ffn(ffn, dim, mlp_ratio, bias=ffn_bias)
+        self.ls2 = _layer_scale(dim, init_values)
+        self.drop_path2 = _drop_path(drop_path)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x))))
+        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+
+
+__all__ = ["LAYER_NORM_EPS", "Block"]
