@@ -34,8 +34,8 @@ class BackboneConfig(Frozen):
     drop_path_rate: float = Field(0.1, ge=0.0, lt=1.0, description="Stochastic depth of the student.")
     layerscale_init: float = Field(1e-5, description="LayerScale initial value.")
     num_register_tokens: int = Field(0, ge=0, description="Register tokens (0 for Franca).")
-    attention: Literal["sdpa", "eager", "xformers"] = Field(
-        "sdpa", description="Attention kernel; xformers falls back to SDPA off CUDA."
+    attention: Literal["auto", "sdpa", "eager"] = Field(
+        "auto", description="auto: xformers on CUDA when installed, else SDPA; eager: explicit softmax."
     )
 
     @model_validator(mode="after")

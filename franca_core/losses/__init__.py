@@ -8,7 +8,7 @@ from franca_core.losses.dino_clstoken import dino_cls_loss, dino_cls_loss_level,
 from franca_core.losses.ibot_patch import ibot_patch_loss, ibot_patch_loss_level
 from franca_core.losses.koleo import koleo_loss, koleo_loss_per_crop
 from franca_core.losses.result import DinoLoss, LevelLoss
-from franca_core.losses.sinkhorn_knopp import sinkhorn_knopp, sinkhorn_knopp_levels
+from franca_core.losses.sinkhorn_knopp import sinkhorn_knopp_levels, sinkhorn_knopp_targets
 
 __all__ = [
     "DinoLoss",
@@ -21,7 +21,7 @@ __all__ = [
     "koleo_loss",
     "koleo_loss_per_crop",
     "n_dino_terms",
-    "sinkhorn_knopp",
     "sinkhorn_knopp_levels",
+    "sinkhorn_knopp_targets",
     "soft_cross_entropy",
 ]

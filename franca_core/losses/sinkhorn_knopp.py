@@ -36,7 +36,7 @@ _TINY = torch.finfo(torch.float32).tiny
 
 
 @torch.no_grad()
-def sinkhorn_knopp(
+def sinkhorn_knopp_targets(
     teacher_logits: torch.Tensor,
     teacher_temp: float,
     n_iterations: int = 3,
@@ -86,6 +86,6 @@ def sinkhorn_knopp_levels(
 ) -> tuple[torch.Tensor, ...]:
     """:func:`sinkhorn_knopp` applied to each Matryoshka level independently (coarse to fine)."""
     return tuple(
-        sinkhorn_knopp(logits, teacher_temp, n_iterations, n_valid, official_padding_rows)
+        sinkhorn_knopp_targets(logits, teacher_temp, n_iterations, n_valid, official_padding_rows)
         for logits in teacher_logits
     )

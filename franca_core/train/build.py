@@ -30,7 +30,7 @@ def build_backbone_from_config(cfg: PretrainConfig, *, student: bool) -> VisionT
         embed_dim=b.embed_dim if custom else None,
         depth=b.depth if custom else None,
         num_heads=b.num_heads if custom else None,
-        attn_backend="auto" if b.attention == "xformers" else b.attention,
+        attn_backend=b.attention,
     )
 
 

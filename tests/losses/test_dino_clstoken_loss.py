@@ -40,7 +40,9 @@ def official_oracle(
     return local / n_terms, global_ * 2 / n_terms
 
 
-def random_inputs(batch: int, n_global: int, n_local: int, k: int) -> tuple[torch.Tensor, ...]:
+def random_inputs(
+    batch: int, n_global: int, n_local: int, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     s_global = torch.randn(n_global * batch, k)
     s_local = torch.randn(n_local * batch, k)
     t_global = torch.softmax(torch.randn(n_global * batch, k) / 0.5, dim=-1)
@@ -70,7 +72,9 @@ def test_more_than_two_global_crops_uses_all_cross_view_pairs() -> None:
     batch, n_global, n_local, k, temp = 2, 3, 2, 6, 0.1
     s_global, s_local, t_global = random_inputs(batch, n_global, n_local, k)
     chunk = lambda x, i: x.double().tolist()[i * batch : (i + 1) * batch]  # noqa: E731
-    local = sum(pair_mean(chunk(t_global, j), chunk(s_local, i), temp) for i in range(n_local) for j in range(3))
+    local = sum(
+        pair_mean(chunk(t_global, j), chunk(s_local, i), temp) for i in range(n_local) for j in range(3)
+    )
     glob = sum(
         pair_mean(chunk(t_global, j), chunk(s_global, i), temp) for i in range(3) for j in range(3) if i != j
     )
@@ -84,7 +88,12 @@ def test_more_than_two_global_crops_uses_all_cross_view_pairs() -> None:
 def test_levels_are_summed(weights: list[float] | None) -> None:
     torch.manual_seed(0)
     inputs = [random_inputs(2, 2, 3, k) for k in (4, 8, 16)]
-    loss = dino_cls_loss(*zip(*inputs), level_weights=weights)
+    loss = dino_cls_loss(
+        [s_g for s_g, _, _ in inputs],
+        [s_l for _, s_l, _ in inputs],
+        [t_g for _, _, t_g in inputs],
+        level_weights=weights,
+    )
     assert isinstance(loss, DinoLoss) and len(loss.levels) == 3
     ws = weights or [1.0, 1.0, 1.0]
     expected = sum(w * sum(official_oracle(*x, 0.1)) for w, x in zip(ws, inputs))

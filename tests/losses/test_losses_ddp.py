@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from franca_core.losses import SoftmaxCentering, sinkhorn_knopp
+from franca_core.losses import SoftmaxCentering, sinkhorn_knopp_targets
 
 WORLD = 2
 LEVELS = (4, 8)
@@ -39,9 +39,10 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         local = [z[rank_rows(rank)] for z in make_logits()]  # [ROWS[rank], K_l]
         padded = [torch.cat([z, torch.zeros(N_PAD, z.shape[1])]) for z in local]
         result = {
-            "sk": [sinkhorn_knopp(z, TEMP, 3, n_valid=ROWS[rank]) for z in padded],
+            "sk": [sinkhorn_knopp_targets(z, TEMP, 3, n_valid=ROWS[rank]) for z in padded],
             "sk_official": [
-                sinkhorn_knopp(z, TEMP, 3, n_valid=ROWS[rank], official_padding_rows=True) for z in padded
+                sinkhorn_knopp_targets(z, TEMP, 3, n_valid=ROWS[rank], official_padding_rows=True)
+                for z in padded
             ],
         }
         centering = SoftmaxCentering(LEVELS)
@@ -61,12 +62,12 @@ def test_split_rows_match_single_process(tmp_path: Path) -> None:
 
     for level, z in enumerate(full):
         gathered = torch.cat([ranks[r]["sk"][level] for r in range(WORLD)])
-        torch.testing.assert_close(gathered, sinkhorn_knopp(z, TEMP, 3))
+        torch.testing.assert_close(gathered, sinkhorn_knopp_targets(z, TEMP, 3))
 
         # Official defect: every rank's padding rows join the marginals; compare on the same row multiset.
         pad = torch.zeros(N_PAD, z.shape[1])
         blocks = [torch.cat([z[rank_rows(r)], pad]) for r in range(WORLD)]
-        single = sinkhorn_knopp(torch.cat(blocks), TEMP, 3, official_padding_rows=True)
+        single = sinkhorn_knopp_targets(torch.cat(blocks), TEMP, 3, official_padding_rows=True)
         valid = torch.cat([single[: ROWS[0]], single[ROWS[0] + N_PAD : ROWS[0] + N_PAD + ROWS[1]]])
         gathered_official = torch.cat([ranks[r]["sk_official"][level] for r in range(WORLD)])
         torch.testing.assert_close(gathered_official, valid)

@@ -6,7 +6,7 @@ loading them checks that the model matches the official layouts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -110,3 +110,12 @@ def ref_state_dict() -> Callable[..., dict[str, Tensor]]:
 @pytest.fixture
 def to_franca_layout() -> Callable[..., dict[str, dict[str, Tensor]]]:
     return franca_layout
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread avoids OpenMP spin contention on small shared CPUs (100x here)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
