@@ -120,12 +120,12 @@ def load(
     if name not in HUB_MODELS:
         raise KeyError(f"unknown hub model {name!r}; available: {list_models()}")
     entry = HUB_MODELS[name]
+    head = None if rasa_weights is None else load_rasa_head(rasa_weights)  # cheap, so it fails first
     if weights is None:
         model = _random_model(entry, img_size, attn_backend)
     else:
         model = _pretrained_model(name, entry, weights, img_size, attn_backend)
-    if rasa_weights is not None:
-        head = load_rasa_head(rasa_weights)
+    if head is not None:
         if head.dim != model.embed_dim:
             raise CheckpointError(f"RASA head width {head.dim} != backbone width {model.embed_dim}")
         model.attach_rasa(head)

@@ -87,6 +87,12 @@ class MaskingConfig(Frozen):
     ratio_min: float = Field(0.1, ge=0, le=1, description="Lowest masked ratio.")
     ratio_max: float = Field(0.65, ge=0, le=1, description="Highest masked ratio.")
     sample_probability: float = Field(0.5, ge=0, le=1, description="Share of global crops masked.")
+    group_size: int | None = Field(
+        None,
+        ge=1,
+        description="Images per mask-stratification group (None: the per-rank batch, as the official "
+        "per-GPU collate). A fixed size makes masks independent of the number of ranks.",
+    )
 
 
 class CropsConfig(Frozen):

@@ -37,7 +37,13 @@ class DataConfig(Frozen):
     path: Path | None = Field(None, description="Folder, shard directory or manifest path.")
     batch_size_per_rank: int = Field(32, ge=1, description="Images per process per step.")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes per rank.")
-    seed: int = Field(0, description="Seed of the data order and augmentations.")
+    seed: int = Field(0, description="Seed of the data order, augmentations and masks.")
+    shuffle_window: int = Field(
+        2048, ge=1, description="Streams (webdataset, manifest): samples shuffled together per window."
+    )
+    max_short_side: int | None = Field(
+        None, ge=1, description="Downscale images whose shorter side exceeds this before cropping."
+    )
 
 
 class RuntimeConfig(Frozen):
@@ -47,10 +53,15 @@ class RuntimeConfig(Frozen):
         "auto", description="auto: DDP under torchrun with >1 process, else none."
     )
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA, fp32 on CPU.")
-    seed: int = Field(0, description="Seed of model init and masking.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available.")
+    seed: int = Field(0, description="Seed of model init and of the training RNG (drop path).")
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this step (None: optim.total_iters); schedules are unchanged."
+    )
     checkpoint_every: int = Field(1250, ge=1, description="Save a checkpoint every N steps.")
     keep_last: int | None = Field(None, ge=1, description="Keep only the newest N checkpoints (None: all).")
     log_every: int = Field(10, ge=1, description="Write metrics every N steps.")
+    compile: bool = Field(False, description="torch.compile each transformer block (CUDA speed-up).")
 
 
 class PretrainConfig(Frozen):
@@ -79,6 +90,7 @@ class Derived:
     global_batch: int
     lr: float
     min_lr: float
+    max_steps: int
 
 
 def derived(cfg: PretrainConfig, world_size: int) -> Derived:
@@ -91,4 +103,5 @@ def derived(cfg: PretrainConfig, world_size: int) -> Derived:
         factor = global_batch / 256
     else:
         factor = 1.0
-    return Derived(world_size, global_batch, cfg.optim.base_lr * factor, cfg.optim.min_lr)
+    max_steps = cfg.runtime.max_steps if cfg.runtime.max_steps is not None else cfg.optim.total_iters
+    return Derived(world_size, global_batch, cfg.optim.base_lr * factor, cfg.optim.min_lr, max_steps)

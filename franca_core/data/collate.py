@@ -5,11 +5,11 @@ global crops, int(B_g * mask_sample_probability) are masked. Their ratio range [
 that many equal bins (linspace of n_masked_samples + 1 edges); image i draws its count
 int(N * U(edge_i, edge_{i+1})), so the ratios cover the whole range in every batch. The other crops
 get empty masks, and the list is shuffled. `upperbound` = sum_i int(N * edge_{i+1}) bounds the number
-of masked tokens whatever the generator does; the iBOT head pads its inputs to this fixed size.
+of masked tokens for any generator that masks at most n cells; the iBOT head pads to this size.
 
 Randomness comes only from an explicit `numpy.random.Generator`. For exact resumption, give each
 batch its own generator derived from (seed, step), e.g. `np.random.default_rng((seed, step))`;
-`MultiCropCollator` does this per DataLoader worker and call.
+`MultiCropCollator` derives one per epoch, DataLoader worker and call.
 """
 
 from __future__ import annotations
@@ -145,22 +145,28 @@ def collate_multicrop(
 
 @dataclasses.dataclass
 class MultiCropCollator:
-    """A DataLoader `collate_fn` drawing each batch's masks from rng((seed, worker id, call index)).
+    """A DataLoader `collate_fn` drawing each batch's masks from rng((seed, epoch, worker id, call index)).
 
-    Deterministic for a fixed seed, worker count and batch order (the DataLoader assigns batches to
-    workers round-robin). For exact resume mid-epoch, call `collate_multicrop` with a per-step rng.
+    Deterministic for a fixed seed, worker count and batch order (the DataLoader hands batches to
+    workers round-robin). Each worker collates with its own copy, made when the loader's iterator
+    starts: call `set_epoch` before each epoch (non-persistent workers) so epochs get new masks.
+    For exact resume mid-epoch, call `collate_multicrop` with an rng derived from the step.
     """
 
     mask_generator: MaskGenerator
     seed: int = 0
     mask_sample_probability: float = 0.5
     ratio_range: tuple[float, float] = FRANCA_MASK_RATIO_RANGE
-    calls: int = 0  # batches collated so far by this copy (one copy per worker)
+    epoch: int = 0
+    calls: int = 0  # batches collated so far by this copy in this epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.calls = epoch, 0
 
     def __call__(self, samples: Sequence[MultiCropSample]) -> MultiCropBatch:
         info = get_worker_info()
         worker = 0 if info is None else info.id
-        rng = np.random.default_rng((self.seed, worker, self.calls))
+        rng = np.random.default_rng((self.seed, self.epoch, worker, self.calls))
         self.calls += 1
         return collate_multicrop(
             samples, self.mask_generator, rng, self.mask_sample_probability, self.ratio_range

@@ -138,7 +138,8 @@ class CropsOfSourceDataset(Dataset[tuple[torch.Tensor, int]]):
     """Label = index of the source image a random crop comes from; deterministic given the seed.
 
     Crops of `images[c]` are boxes drawn from rng(derive_seed(seed, split id, c)); the "train" and
-    "heldout" splits use different split ids, hence different (possibly overlapping) crops.
+    "heldout" splits use different split ids, hence different (possibly overlapping) crops. All
+    source images are held in memory: this is meant for a few dozen images, not a dataset.
     """
 
     def __init__(

@@ -31,7 +31,12 @@ class Backbone(Protocol):
         ...
 
     def get_intermediate_layers(
-        self, x: Tensor, n: int = 1, reshape: bool = False, return_class_token: bool = False, norm: bool = True
+        self,
+        x: Tensor,
+        n: int = 1,
+        reshape: bool = False,
+        return_class_token: bool = False,
+        norm: bool = True,
     ) -> tuple[Any, ...]:
         """Per block (oldest first): patch tokens, or (patch tokens, class token) with the class token."""
         ...
@@ -78,18 +83,32 @@ def parameters_identity(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def parse_backbone_spec(spec: str, arch: str | None) -> tuple[str, Path | None]:
-    """``NAME``, ``NAME=FILE`` or ``FILE`` (+ ``arch``) -> (hub name, weights file or None)."""
+def parse_backbone_spec(spec: str, arch: str | None) -> tuple[str | None, Path | None]:
+    """``NAME`` (random init), ``NAME=FILE``, or ``FILE`` (``arch`` optional) -> (hub name, weights file)."""
     if "=" in spec:
         name, file = spec.split("=", 1)
         return name, Path(file)
     if Path(spec).is_file():
-        if arch is None:
-            raise ValueError(f"{spec} is a file: give its architecture with --arch (e.g. franca_vitb14)")
         return arch, Path(spec)
     if spec.endswith((".pth", ".pt", ".safetensors")):
         raise FileNotFoundError(f"backbone file {spec} does not exist")
     return spec, None
+
+
+def _build(name: str | None, weights: Path | None, rasa: Path | None, img_size: int | None) -> nn.Module:
+    from franca_core import hub
+
+    if name is not None:
+        return hub.load(name, weights=weights, rasa_weights=rasa, img_size=img_size)
+    # A bare file: the checkpoint adapters infer the architecture (our safetensors carry their config).
+    from franca_core.models.pretrained import load_backbone as load_file
+    from franca_core.models.pretrained import load_rasa_head
+
+    assert weights is not None
+    model = load_file(weights, img_size=img_size)
+    if rasa is not None:
+        model.attach_rasa(load_rasa_head(rasa))
+    return model
 
 
 def load_backbone(
@@ -99,16 +118,18 @@ def load_backbone(
     img_size: int | None = None,
     device: str | torch.device = "cpu",
 ) -> LoadedBackbone:
-    """Build a backbone through ``franca_core.hub.load`` (random init when no weights file is given)."""
-    from franca_core import hub
+    """A backbone by hub name (random init), ``NAME=FILE`` or a checkpoint file, in eval mode.
 
+    Files go through ``franca_core.hub.load`` when a name is known, else through
+    ``franca_core.models.pretrained.load_backbone``, which infers the architecture from the tensors.
+    """
     name, weights = parse_backbone_spec(spec, arch)
     rasa = Path(rasa_weights) if rasa_weights else None
-    model = hub.load(name, weights=str(weights) if weights else None, rasa_weights=rasa_weights, img_size=img_size)
-    model = model.to(device).eval()
+    model = _build(name, weights, rasa, img_size).to(device).eval()
     if weights is None:
         identity = parameters_identity(model)  # random init: its values are the identity
     else:
         identity = _file_identity(weights) + (_file_identity(rasa) if rasa else "")
-    desc = f"{name}" + (f" from {weights}" if weights else " (random init)") + (f" + RASA {rasa}" if rasa else "")
-    return LoadedBackbone(model=model, identity=f"{name}:{identity}:img{img_size}", description=desc)
+    label = name or (weights.name if weights else "?")
+    desc = label + (f" from {weights}" if weights else " (random init)") + (f" + RASA {rasa}" if rasa else "")
+    return LoadedBackbone(model=model, identity=f"{label}:{identity}:img{img_size}", description=desc)

@@ -75,9 +75,10 @@ class EvalContext:
         return self._splits[key]  # type: ignore[no-any-return]
 
     def classification_features(
-        self, name: str, split: str, resolution: int, request: FeatureRequest = FeatureRequest()
+        self, name: str, split: str, resolution: int, request: FeatureRequest | None = None
     ) -> FeatureSet:
         """Features of a classification split under the DINOv2 eval transform; targets = labels."""
+        request = request or FeatureRequest()
         key = ("cls", name, split, resolution, request)
         if key not in self._features:
             data = ClassificationDataset(self.classification_split(name, split), resolution)
@@ -89,10 +90,11 @@ class EvalContext:
         name: str,
         split: str,
         resolution: int,
-        request: FeatureRequest = FeatureRequest(patch=True),
+        request: FeatureRequest | None = None,
         augment: HbirdAugment | None = None,
     ) -> FeatureSet:
         """Features of a segmentation split resized to ``resolution``; targets = masks at that size."""
+        request = request or FeatureRequest(patch=True)
         key = ("seg", name, split, resolution, request, augment)
         if key not in self._features:
             data = SegmentationDataset(self.segmentation_split(name, split), resolution, augment)

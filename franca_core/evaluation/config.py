@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from franca_core.evaluation import datasets as ds
-from franca_core.evaluation.sample_data import sample_classification, sample_mosaics
+from franca_core.evaluation.sample_data import CLASSIFICATION_SOURCES, sample_classification, sample_mosaics
 
 Task = Literal["classification", "segmentation"]
 
@@ -105,11 +105,13 @@ class SampleClassificationData(_ClassificationData):
     """Side of the square crops in pixels."""
     seed: int = 0
     """Seed of the crop positions."""
+    sources: tuple[str, ...] = CLASSIFICATION_SOURCES
+    """scikit-image sample names, one class each."""
 
     def _read(self, split: str) -> ds.ClassificationSplit:
         if split not in self.per_class:
             raise ds.DatasetError(f"sample data has no split {split!r} (splits: {sorted(self.per_class)})")
-        return sample_classification(split, self.per_class[split], self.size, self.seed)
+        return sample_classification(split, self.per_class[split], self.size, self.seed, self.sources)
 
 
 class MaskFolderData(_SegmentationData):
@@ -131,7 +133,13 @@ class MaskFolderData(_SegmentationData):
 
     def _read(self, split: str) -> ds.SegmentationSplit:
         return ds.read_mask_folder(
-            self.root, split, self.num_classes, self.ignore_index, self.images_dir, self.masks_dir, self.class_names
+            self.root,
+            split,
+            self.num_classes,
+            self.ignore_index,
+            self.images_dir,
+            self.masks_dir,
+            self.class_names,
         )
 
 

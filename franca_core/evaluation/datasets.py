@@ -41,7 +41,9 @@ def _fingerprint(*parts: object) -> str:
 
 def _files_fingerprint(root: Path, files: Sequence[Path]) -> str:
     """Hash of relative paths and sizes, so a changed file invalidates cached features."""
-    entries = [(str(f.relative_to(root)) if f.is_relative_to(root) else str(f), f.stat().st_size) for f in files]
+    entries = [
+        (str(f.relative_to(root)) if f.is_relative_to(root) else str(f), f.stat().st_size) for f in files
+    ]
     return _fingerprint(str(root.resolve()), entries)
 
 
@@ -55,7 +57,9 @@ def load_rgb(ref: ImageRef) -> Image.Image:
 class ClassificationSplit:
     """One split of a labelled (or unlabelled: label -1) image list."""
 
-    def __init__(self, images: Sequence[ImageRef], labels: Sequence[int], classes: Sequence[str], fingerprint: str):
+    def __init__(
+        self, images: Sequence[ImageRef], labels: Sequence[int], classes: Sequence[str], fingerprint: str
+    ):
         if len(images) != len(labels):
             raise DatasetError(f"{len(images)} images but {len(labels)} labels")
         self.images = list(images)
@@ -72,7 +76,10 @@ class ClassificationSplit:
     def subset(self, indices: Sequence[int]) -> ClassificationSplit:
         idx = list(indices)
         return ClassificationSplit(
-            [self.images[i] for i in idx], self.labels[idx].tolist(), self.classes, _fingerprint(self.fingerprint, idx)
+            [self.images[i] for i in idx],
+            self.labels[idx].tolist(),
+            self.classes,
+            _fingerprint(self.fingerprint, idx),
         )
 
 
@@ -111,7 +118,9 @@ class SegmentationSplit:
         else:
             with Image.open(ref) as im:
                 if im.mode not in ("L", "P", "I", "I;16"):
-                    raise DatasetError(f"{ref}: mask mode {im.mode!r}; expected single-channel class ids (L or P)")
+                    raise DatasetError(
+                        f"{ref}: mask mode {im.mode!r}; expected single-channel class ids (L or P)"
+                    )
                 mask = np.asarray(im).astype(np.int64)
         ids = np.unique(mask)
         bad = ids[((ids < 0) | (ids >= self.num_classes)) & (ids != self.ignore_index)]
@@ -233,7 +242,9 @@ def read_mask_folder(
     return SegmentationSplit(images, masks, num_classes, ignore_index, fp, class_names)
 
 
-def _listed_pairs(listing: Path, img_dir: Path, mask_dir: Path, img_ext: str) -> tuple[list[Path], list[Path]]:
+def _listed_pairs(
+    listing: Path, img_dir: Path, mask_dir: Path, img_ext: str
+) -> tuple[list[Path], list[Path]]:
     stems = [s.strip() for s in listing.read_text().splitlines() if s.strip()]
     images = [img_dir / f"{s}{img_ext}" for s in stems]
     masks = [mask_dir / f"{s}.png" for s in stems]
@@ -243,10 +254,29 @@ def _listed_pairs(listing: Path, img_dir: Path, mask_dir: Path, img_ext: str) ->
     return images, masks
 
 
-VOC_CLASSES = (
-    "background aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike "
-    "person pottedplant sheep sofa train tvmonitor"
-).split()
+VOC_CLASSES = [
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+]
 
 
 def read_voc(root: Path, split: str) -> SegmentationSplit:
@@ -270,4 +300,6 @@ def read_ade20k(root: Path, split: str) -> SegmentationSplit:
     root = Path(root)
     if (root / "ADEChallengeData2016").is_dir():
         root = root / "ADEChallengeData2016"
-    return read_mask_folder(root, split, num_classes=151, ignore_index=0, images_dir="images", masks_dir="annotations")
+    return read_mask_folder(
+        root, split, num_classes=151, ignore_index=0, images_dir="images", masks_dir="annotations"
+    )

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from franca_core.evaluation.backbone import Backbone, output_field, patch_size_of
@@ -97,7 +97,9 @@ def extract_batch(model: Backbone, images: Tensor, request: FeatureRequest) -> d
     out: dict[str, Tensor] = {}
     need_forward = request.rasa or request.last_blocks == 0
     if request.last_blocks > 0:
-        layers = model.get_intermediate_layers(images, n=request.last_blocks, return_class_token=True, norm=True)
+        layers = model.get_intermediate_layers(
+            images, n=request.last_blocks, return_class_token=True, norm=True
+        )
         out["blocks_cls"] = torch.stack([cls_tok for _, cls_tok in layers], dim=1)  # [B, n, D]
         last_patch = layers[-1][0]  # [B, N, D] = x_norm_patchtokens
         out["avgpool"] = last_patch.mean(dim=1)
@@ -169,7 +171,7 @@ class BackboneFeatures:
         return fs
 
     def _run(self, dataset: LabelledDataset, request: FeatureRequest) -> FeatureSet:
-        loader = DataLoader(
+        loader: DataLoader[tuple[Tensor, Tensor]] = DataLoader(
             dataset,  # type: ignore[arg-type]
             batch_size=self.batch_size,
             num_workers=self.num_workers,

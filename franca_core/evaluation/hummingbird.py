@@ -24,7 +24,13 @@ from franca_core.evaluation.base import EvalContext
 from franca_core.evaluation.config import EvalConfig
 from franca_core.evaluation.features import FeatureRequest, FeatureSet
 from franca_core.evaluation.memory_bank import MemoryBank, patch_soft_labels
-from franca_core.evaluation.metrics import confusion_matrix, hungarian_mapping, iou_per_class, mean_iou, remap_confusion
+from franca_core.evaluation.metrics import (
+    confusion_matrix,
+    hungarian_mapping,
+    iou_per_class,
+    mean_iou,
+    remap_confusion,
+)
 from franca_core.evaluation.neighbours import SearchMethod
 from franca_core.evaluation.transforms import HbirdAugment
 
@@ -108,10 +114,17 @@ def segment(bank: MemoryBank, query: FeatureSet, cfg: HummingbirdConfig) -> torc
 
 
 def compute(
-    cfg: HummingbirdConfig, memory_passes: list[FeatureSet], query: FeatureSet, patch: int, num_classes: int, ignore_index: int
+    cfg: HummingbirdConfig,
+    memory_passes: list[FeatureSet],
+    query: FeatureSet,
+    patch: int,
+    num_classes: int,
+    ignore_index: int,
 ) -> HummingbirdResult:
     """Memory from ``memory_passes``, segmentation of ``query``, plain and Hungarian mIoU."""
-    bank = build_memory(memory_passes, patch, num_classes, ignore_index, cfg.memory_size, cfg.ignore_to, cfg.seed)
+    bank = build_memory(
+        memory_passes, patch, num_classes, ignore_index, cfg.memory_size, cfg.ignore_to, cfg.seed
+    )
     pred = segment(bank, query, cfg)
     conf = confusion_matrix(pred, query.targets, num_classes, num_classes, ignore_index)
     matched = remap_confusion(conf, hungarian_mapping(conf))
@@ -132,7 +145,9 @@ def evaluate(cfg: HummingbirdConfig, ctx: EvalContext) -> HummingbirdResult:
         passes = [ctx.segmentation_features(cfg.data, cfg.train_split, cfg.resolution, request)]
     else:
         passes = [
-            ctx.segmentation_features(cfg.data, cfg.train_split, cfg.resolution, request, HbirdAugment(epoch=e, seed=cfg.seed))
+            ctx.segmentation_features(
+                cfg.data, cfg.train_split, cfg.resolution, request, HbirdAugment(epoch=e, seed=cfg.seed)
+            )
             for e in range(cfg.augmentation_epochs)
         ]
     query = ctx.segmentation_features(cfg.data, cfg.eval_split, cfg.resolution, request)

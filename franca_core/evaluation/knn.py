@@ -83,7 +83,9 @@ class KnnResult:
         return out
 
 
-def knn_votes(sims: Tensor, idx: Tensor, train_labels: Tensor, ks: Sequence[int], temperature: float, num_classes: int) -> Tensor:
+def knn_votes(
+    sims: Tensor, idx: Tensor, train_labels: Tensor, ks: Sequence[int], temperature: float, num_classes: int
+) -> Tensor:
     """Class scores [len(ks), B, C] from sorted neighbour similarities and indices [B, max_k]."""
     weights = (sims / temperature).softmax(dim=1)  # over all max_k neighbours, as DINOv2
     onehot = torch.nn.functional.one_hot(train_labels[idx], num_classes).to(weights.dtype)  # [B, max_k, C]
@@ -120,7 +122,11 @@ def knn_accuracies(
     top = knn_predict_topk(train, train_labels, test, ks, **kw)  # type: ignore[arg-type]
     hits = top == test_labels[None, :, None]  # [K, N, 5]
     return [
-        KnnAccuracy(k=k, top1=float(hits[i, :, 0].float().mean() * 100), top5=float(hits[i].any(-1).float().mean() * 100))
+        KnnAccuracy(
+            k=k,
+            top1=float(hits[i, :, 0].float().mean() * 100),
+            top5=float(hits[i].any(-1).float().mean() * 100),
+        )
         for i, k in enumerate(ks)
     ]
 
@@ -146,23 +152,62 @@ def matryoshka_curve(
     basis = Pca.fit(train) if pca else None
     points = []
     for m in dims:
-        acc_slice = knn_accuracies(train[:, :m], train_labels, test[:, :m], test_labels, [k], temperature=temperature, num_classes=c, method=method)[0].top1
+        acc_slice = knn_accuracies(
+            train[:, :m],
+            train_labels,
+            test[:, :m],
+            test_labels,
+            [k],
+            temperature=temperature,
+            num_classes=c,
+            method=method,
+        )[0].top1
         acc_pca = None
         if basis is not None:
-            acc_pca = knn_accuracies(basis.transform(train, m), train_labels, basis.transform(test, m), test_labels, [k], temperature=temperature, num_classes=c, method=method)[0].top1
+            acc_pca = knn_accuracies(
+                basis.transform(train, m),
+                train_labels,
+                basis.transform(test, m),
+                test_labels,
+                [k],
+                temperature=temperature,
+                num_classes=c,
+                method=method,
+            )[0].top1
         points.append(MatryoshkaPoint(dim=m, top1_slice=acc_slice, top1_pca=acc_pca))
     return points
 
 
-def compute(cfg: KnnConfig, train: Tensor, train_labels: Tensor, test: Tensor, test_labels: Tensor) -> KnnResult:
+def compute(
+    cfg: KnnConfig, train: Tensor, train_labels: Tensor, test: Tensor, test_labels: Tensor
+) -> KnnResult:
     """The k-NN table and the slice curve on given CLS features (no plots)."""
     c = int(torch.cat([train_labels, test_labels]).max().item()) + 1
-    accs = knn_accuracies(train, train_labels, test, test_labels, cfg.ks, temperature=cfg.temperature, num_classes=c, method=cfg.search)
+    accs = knn_accuracies(
+        train,
+        train_labels,
+        test,
+        test_labels,
+        cfg.ks,
+        temperature=cfg.temperature,
+        num_classes=c,
+        method=cfg.search,
+    )
     best = max(accs, key=lambda a: a.top1)
     curve: list[MatryoshkaPoint] = []
     if cfg.matryoshka_levels > 0:
         dims = matryoshka_dims(train.shape[1], cfg.matryoshka_levels)
-        curve = matryoshka_curve(train, train_labels, test, test_labels, dims, cfg.matryoshka_k, cfg.temperature, cfg.pca_baseline, cfg.search)
+        curve = matryoshka_curve(
+            train,
+            train_labels,
+            test,
+            test_labels,
+            dims,
+            cfg.matryoshka_k,
+            cfg.temperature,
+            cfg.pca_baseline,
+            cfg.search,
+        )
     return KnnResult(tuple(accs), best.k, best.top1, tuple(curve), len(train), len(test))
 
 
@@ -177,6 +222,7 @@ def evaluate(cfg: KnnConfig, ctx: EvalContext) -> KnnResult:
     curves = {"first m dims": [p.top1_slice for p in result.matryoshka]}
     if cfg.pca_baseline:
         curves["PCA to m"] = [p.top1_pca or 0.0 for p in result.matryoshka]
-    plot_curves(dims, curves, path, xlabel="dimension m", ylabel=f"k-NN top-1 (k={cfg.matryoshka_k}) %", logx=True)
+    plot_curves(
+        dims, curves, path, xlabel="dimension m", ylabel=f"k-NN top-1 (k={cfg.matryoshka_k}) %", logx=True
+    )
     return KnnResult(**{**result.__dict__, "plots": (str(path.relative_to(ctx.out_dir)),)})
-

@@ -122,7 +122,10 @@ def train_heads(
     """
     gen = torch.Generator().manual_seed(seed)
     banks = [
-        HeadBank(torch.randn(len(lrs), x.shape[1], num_classes, generator=gen) * 0.01, torch.zeros(len(lrs), num_classes))
+        HeadBank(
+            torch.randn(len(lrs), x.shape[1], num_classes, generator=gen) * 0.01,
+            torch.zeros(len(lrs), num_classes),
+        )
         for x in inputs
     ]
     lr = torch.tensor(lrs, dtype=torch.float32) * batch_size / 256
@@ -151,7 +154,7 @@ def train_heads(
 
 def _split_holdout(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    cut = max(1, int(round(n * fraction)))
+    cut = max(1, round(n * fraction))
     return perm[cut:], perm[:cut]
 
 
@@ -165,18 +168,31 @@ def compute(cfg: LinearConfig, train: FeatureSet, test: FeatureSet) -> LinearRes
     else:
         fit, sel = train, test
     banks = train_heads(
-        [linear_inputs(fit, n, a) for n, a in variants], fit.targets, cfg.learning_rates, c, cfg.iterations, cfg.batch_size, cfg.seed
+        [linear_inputs(fit, n, a) for n, a in variants],
+        fit.targets,
+        cfg.learning_rates,
+        c,
+        cfg.iterations,
+        cfg.batch_size,
+        cfg.seed,
     )
     heads, best, best_logits = [], (-1.0, ""), torch.empty(0)
     for (n, a), bank in zip(variants, banks):
-        sel_logits, test_logits = bank.logits(linear_inputs(sel, n, a)), bank.logits(linear_inputs(test, n, a))
+        sel_logits, test_logits = (
+            bank.logits(linear_inputs(sel, n, a)),
+            bank.logits(linear_inputs(test, n, a)),
+        )
         for h, lr in enumerate(cfg.learning_rates):
             name = f"blocks{n}{'_avgpool' if a else ''}_lr{lr:g}"
             s1 = topk_accuracy(sel_logits[h], sel.targets)
             heads.append(HeadScore(name, lr, n, a, s1, topk_accuracy(test_logits[h], test.targets)))
             if s1 > best[0]:
                 best, best_logits = (s1, name), test_logits[h]
-    split_name = f"{cfg.holdout_fraction:.0%} of {cfg.train_split} (seed {cfg.seed})" if cfg.selection == "holdout" else cfg.eval_split
+    split_name = (
+        f"{cfg.holdout_fraction:.0%} of {cfg.train_split} (seed {cfg.seed})"
+        if cfg.selection == "holdout"
+        else cfg.eval_split
+    )
     return LinearResult(
         best_head=best[1],
         top1=topk_accuracy(best_logits, test.targets),

@@ -76,13 +76,17 @@ def _logits(head: nn.Conv2d, patch: Tensor, size: int) -> Tensor:
     return F.interpolate(head(x), size=(size, size), mode="bilinear", align_corners=False)
 
 
-def train_heads(cfg: LinearSegConfig, train: FeatureSet, num_classes: int, ignore_index: int) -> list[nn.Conv2d]:
+def train_heads(
+    cfg: LinearSegConfig, train: FeatureSet, num_classes: int, ignore_index: int
+) -> list[nn.Conv2d]:
     assert train.patch is not None, "patch features are required"
     torch.manual_seed(cfg.seed)
     d = train.patch.shape[-1]
     heads = [nn.Conv2d(d, num_classes, 1) for _ in cfg.learning_rates]
     groups = [{"params": h.parameters(), "lr": lr} for h, lr in zip(heads, cfg.learning_rates)]
-    opt = torch.optim.SGD(groups, lr=cfg.learning_rates[0], momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(
+        groups, lr=cfg.learning_rates[0], momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[cfg.drop_at], gamma=0.1)
     masks = resize_mask(train.targets.long(), cfg.mask_size)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -90,7 +94,9 @@ def train_heads(cfg: LinearSegConfig, train: FeatureSet, num_classes: int, ignor
         for idx in torch.randperm(len(train), generator=gen).split(cfg.batch_size):
             opt.zero_grad()
             loss = sum(
-                F.cross_entropy(_logits(h, train.patch[idx], cfg.mask_size), masks[idx], ignore_index=ignore_index)
+                F.cross_entropy(
+                    _logits(h, train.patch[idx], cfg.mask_size), masks[idx], ignore_index=ignore_index
+                )
                 for h in heads
             )
             loss.backward()  # type: ignore[union-attr]
@@ -103,13 +109,20 @@ def train_heads(cfg: LinearSegConfig, train: FeatureSet, num_classes: int, ignor
 def predict(head: nn.Conv2d, fs: FeatureSet, size: int, batch: int = 64) -> Tensor:
     """Predicted class ids [N, size, size]."""
     assert fs.patch is not None, "patch features are required"
-    return torch.cat([_logits(head, fs.patch[i : i + batch], size).argmax(1) for i in range(0, len(fs), batch)])
+    return torch.cat(
+        [_logits(head, fs.patch[i : i + batch], size).argmax(1) for i in range(0, len(fs), batch)]
+    )
 
 
-def compute(cfg: LinearSegConfig, train: FeatureSet, test: FeatureSet, num_classes: int, ignore_index: int) -> LinearSegResult:
+def compute(
+    cfg: LinearSegConfig, train: FeatureSet, test: FeatureSet, num_classes: int, ignore_index: int
+) -> LinearSegResult:
     heads = train_heads(cfg, train, num_classes, ignore_index)
     masks = resize_mask(test.targets.long(), cfg.mask_size)
-    confs = [confusion_matrix(predict(h, test, cfg.mask_size), masks, num_classes, num_classes, ignore_index) for h in heads]
+    confs = [
+        confusion_matrix(predict(h, test, cfg.mask_size), masks, num_classes, num_classes, ignore_index)
+        for h in heads
+    ]
     mious = [mean_iou(c) for c in confs]
     best = max(range(len(heads)), key=lambda i: mious[i])
     return LinearSegResult(

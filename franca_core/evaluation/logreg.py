@@ -84,12 +84,10 @@ def _fit(x: np.ndarray, y: np.ndarray, c: float, cfg: LogRegConfig) -> LogisticR
     return model
 
 
-def sweep_c(
-    x: np.ndarray, y: np.ndarray, cfg: LogRegConfig
-) -> tuple[float, list[CScore]]:
+def sweep_c(x: np.ndarray, y: np.ndarray, cfg: LogRegConfig) -> tuple[float, list[CScore]]:
     """Score every C on a held-out part of (x, y); the best C (the first, most regularised, of ties)."""
     perm = np.random.default_rng(cfg.seed).permutation(len(y))
-    cut = max(1, int(round(len(perm) * cfg.holdout_fraction)))
+    cut = max(1, round(len(perm) * cfg.holdout_fraction))
     hold, fit = perm[:cut], perm[cut:]
     sweep = []
     for c in cfg.c_values:
@@ -105,7 +103,9 @@ def fit_probe(x: np.ndarray, y: np.ndarray, cfg: LogRegConfig) -> tuple[Logistic
     return _fit(x, y, best_c, cfg), sweep
 
 
-def compute(cfg: LogRegConfig, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> LogRegResult:
+def compute(
+    cfg: LogRegConfig, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
+) -> LogRegResult:
     """Sweep C on a held-out part of train, refit on all of train, score the test features."""
     model, sweep = fit_probe(x_train, y_train, cfg)
     x_test = x_test.astype(np.float64)

@@ -25,7 +25,9 @@ from torch import Tensor
 from franca_core.evaluation.neighbours import SearchMethod, l2_normalize, search
 
 
-def patch_soft_labels(masks: Tensor, patch: int, num_classes: int, ignore_index: int, ignore_to: int | None = None) -> Tensor:
+def patch_soft_labels(
+    masks: Tensor, patch: int, num_classes: int, ignore_index: int, ignore_to: int | None = None
+) -> Tensor:
     """[N, H, W] integer masks -> [N, H/p, W/p, C] pixel-class frequencies per p x p patch (float32)."""
     masks = masks.long()
     if ignore_to is not None:

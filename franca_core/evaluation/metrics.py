@@ -40,7 +40,9 @@ def balanced_accuracy(pred: Tensor, labels: Tensor, num_classes: int) -> float:
     return float(np.mean(recalls) * 100.0) if recalls else float("nan")
 
 
-def confusion_matrix(pred: Tensor, target: Tensor, num_pred: int, num_classes: int, ignore_index: int) -> Tensor:
+def confusion_matrix(
+    pred: Tensor, target: Tensor, num_pred: int, num_classes: int, ignore_index: int
+) -> Tensor:
     """Counts ``conf[p, t]`` over all pixels whose target is not ``ignore_index``.
 
     pred and target are integer tensors of the same shape; pred ids lie in [0, num_pred), target ids in
@@ -53,7 +55,9 @@ def confusion_matrix(pred: Tensor, target: Tensor, num_pred: int, num_classes: i
     keep = target != ignore_index
     pred, target = pred[keep], target[keep]
     if target.numel() and (target.min() < 0 or target.max() >= num_classes):
-        raise ValueError(f"target ids outside [0, {num_classes}) that are not the ignore index {ignore_index}")
+        raise ValueError(
+            f"target ids outside [0, {num_classes}) that are not the ignore index {ignore_index}"
+        )
     if pred.numel() and (pred.min() < 0 or pred.max() >= num_pred):
         raise ValueError(f"prediction ids outside [0, {num_pred})")
     flat = pred * num_classes + target
@@ -86,7 +90,7 @@ def hungarian_mapping(conf: Tensor) -> np.ndarray:
 
     conf is [P, C]; returns an int array of length P, with -1 for predictions left unmatched (P > C).
     """
-    p, c = conf.shape
+    p = conf.shape[0]
     conf64 = conf.double().numpy()
     tp = conf64
     pred_tot = conf64.sum(axis=1, keepdims=True)  # [P, 1]
@@ -139,5 +143,8 @@ def ood_metrics(id_scores: np.ndarray, ood_scores: np.ndarray) -> OodMetrics:
     aupr_out = skm.average_precision_score(is_ood, -scores)
     aupr_in = skm.average_precision_score(1 - is_ood, scores)
     return OodMetrics(
-        auroc=float(auroc * 100), fpr_at_95_tpr=fpr95 * 100, aupr_in=float(aupr_in * 100), aupr_out=float(aupr_out * 100)
+        auroc=float(auroc * 100),
+        fpr_at_95_tpr=fpr95 * 100,
+        aupr_in=float(aupr_in * 100),
+        aupr_out=float(aupr_out * 100),
     )

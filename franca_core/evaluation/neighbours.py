@@ -47,7 +47,7 @@ def search_faiss(keys: Tensor, queries: Tensor, k: int, use_gpu: bool | None = N
 
     keys_np = np.ascontiguousarray(keys.detach().float().cpu().numpy())
     q_np = np.ascontiguousarray(queries.detach().float().cpu().numpy())
-    index = faiss.IndexFlatIP(keys_np.shape[1])
+    index: faiss.Index = faiss.IndexFlatIP(keys_np.shape[1])
     gpu = _faiss_gpu_count() > 0 if use_gpu is None else use_gpu
     if gpu:
         res = faiss.StandardGpuResources()

@@ -86,10 +86,17 @@ def knn_scores(train: Tensor, test: Tensor, k: int, method: SearchMethod = "fais
 
 
 def compute(
-    cfg: OodConfig, train: Tensor, train_labels: Tensor, id_test: Tensor, id_labels: Tensor, ood_sets: dict[str, Tensor]
+    cfg: OodConfig,
+    train: Tensor,
+    train_labels: Tensor,
+    id_test: Tensor,
+    id_labels: Tensor,
+    ood_sets: dict[str, Tensor],
 ) -> OodResult:
     """Fit the probe and the KNN bank on ID train; score ID test against each OOD set."""
-    probe, _ = fit_probe(train.numpy(), train_labels.numpy(), LogRegConfig(data="", c_values=cfg.probe_c_values))
+    probe, _ = fit_probe(
+        train.numpy(), train_labels.numpy(), LogRegConfig(data="", c_values=cfg.probe_c_values)
+    )
     msp_id = probe.predict_proba(id_test.double().numpy()).max(axis=1)
     id_acc = float((probe.predict(id_test.double().numpy()) == id_labels.numpy()).mean() * 100)
     knn_id = knn_scores(train, id_test, cfg.knn_k, cfg.search)
@@ -97,8 +104,12 @@ def compute(
     for name, feats in ood_sets.items():
         msp_ood = probe.predict_proba(feats.double().numpy()).max(axis=1)
         knn_ood = knn_scores(train, feats, cfg.knn_k, cfg.search)
-        sets.append(OodSetResult(name, len(feats), ood_metrics(knn_id, knn_ood), ood_metrics(msp_id, msp_ood)))
-    return OodResult(id_accuracy=id_acc, num_id_test=len(id_test), knn_k=min(cfg.knn_k, len(train)), sets=tuple(sets))
+        sets.append(
+            OodSetResult(name, len(feats), ood_metrics(knn_id, knn_ood), ood_metrics(msp_id, msp_ood))
+        )
+    return OodResult(
+        id_accuracy=id_acc, num_id_test=len(id_test), knn_k=min(cfg.knn_k, len(train)), sets=tuple(sets)
+    )
 
 
 def _keep(labels: Tensor, classes: tuple[int, ...] | None) -> Tensor:
@@ -111,11 +122,18 @@ def evaluate(cfg: OodConfig, ctx: EvalContext) -> OodResult:
     train = ctx.classification_features(cfg.data, cfg.train_split, cfg.resolution)
     test = ctx.classification_features(cfg.data, cfg.eval_split, cfg.resolution)
     keep_train, keep_test = _keep(train.targets, cfg.id_classes), _keep(test.targets, cfg.id_classes)
-    ood_sets = {name: ctx.classification_features(name, cfg.ood_split, cfg.resolution).cls for name in cfg.ood_data}
+    ood_sets = {
+        name: ctx.classification_features(name, cfg.ood_split, cfg.resolution).cls for name in cfg.ood_data
+    }
     if cfg.id_classes is not None:
         ood_sets = {"heldout_classes": test.cls[~keep_test], **ood_sets}
     if not ood_sets:
         raise ValueError("the OOD evaluator needs ood_data or id_classes")
     return compute(
-        cfg, train.cls[keep_train], train.targets[keep_train], test.cls[keep_test], test.targets[keep_test], ood_sets
+        cfg,
+        train.cls[keep_train],
+        train.targets[keep_train],
+        test.cls[keep_test],
+        test.targets[keep_test],
+        ood_sets,
     )

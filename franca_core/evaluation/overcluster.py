@@ -88,9 +88,14 @@ def kmeans_assign(x: np.ndarray, k: int, seed: int, cfg: OverclusterConfig) -> n
     import faiss
 
     km = faiss.Kmeans(
-        x.shape[1], k, niter=cfg.niter, nredo=cfg.nredo, seed=seed, verbose=False,
+        x.shape[1],
+        k,
+        niter=cfg.niter,
+        nredo=cfg.nredo,
+        seed=seed,
+        verbose=False,
         max_points_per_centroid=cfg.max_points_per_centroid,
-    )  # fmt: skip
+    )
     km.train(x)
     _, assign = km.index.search(x, 1)
     return assign[:, 0].astype(np.int64)
@@ -103,7 +108,12 @@ def project(patch: torch.Tensor, dim: int) -> np.ndarray:
 
 
 def score_clusters(
-    assign: np.ndarray, grid: tuple[int, int, int], masks: torch.Tensor, k: int, num_classes: int, ignore_index: int
+    assign: np.ndarray,
+    grid: tuple[int, int, int],
+    masks: torch.Tensor,
+    k: int,
+    num_classes: int,
+    ignore_index: int,
 ) -> tuple[float, float]:
     """(greedy many-to-one mIoU, Hungarian mIoU) of cluster ids [N*S*S] against masks at the score size."""
     n, s_h, s_w = grid
@@ -130,9 +140,15 @@ def compute(cfg: OverclusterConfig, fs: FeatureSet, num_classes: int, ignore_ind
         hung = np.array([r[1] for r in results])
         scores.append(
             ClusterScore(
-                k, cfg.seeds, tuple(greedy.tolist()), tuple(hung.tolist()),
-                float(greedy.mean()), float(greedy.std()), float(hung.mean()), float(hung.std()),
-            )  # fmt: skip
+                k,
+                cfg.seeds,
+                tuple(greedy.tolist()),
+                tuple(hung.tolist()),
+                float(greedy.mean()),
+                float(greedy.std()),
+                float(hung.mean()),
+                float(hung.std()),
+            )
         )
     return OverclusterResult(tuple(scores), int(x.shape[0]))
 

@@ -27,7 +27,12 @@ from franca_core.evaluation.config import EvalConfig
 from franca_core.evaluation.features import FeatureRequest
 from franca_core.evaluation.pca import Pca, minmax
 from franca_core.evaluation.plots import save_image_grid
-from franca_core.evaluation.transforms import IMAGENET_MEAN, IMAGENET_STD, ClassificationDataset, SegmentationDataset
+from franca_core.evaluation.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ClassificationDataset,
+    SegmentationDataset,
+)
 
 
 class PicturesConfig(EvalConfig):
@@ -79,7 +84,7 @@ def foreground_mask(patch: Tensor, threshold: float = 0.35) -> Tensor:
 
 
 def pca_rgb(patches: list[Tensor], threshold: float = 0.35) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per image [h, w, D]: (RGB [h, w, 3] in [0, 1], foreground [h, w]); PCA-3 fitted jointly on foregrounds."""
+    """Per image [h, w, D]: (RGB [h, w, 3] in [0, 1], foreground [h, w]); PCA-3 fit jointly on foregrounds."""
     masks = [foreground_mask(p.float(), threshold) for p in patches]
     fg_rows = torch.cat([p.float()[m] for p, m in zip(patches, masks)])  # [F, D]
     if fg_rows.shape[0] < 3:
@@ -89,7 +94,9 @@ def pca_rgb(patches: list[Tensor], threshold: float = 0.35) -> list[tuple[np.nda
     lo, hi = coords.min(dim=0).values, coords.max(dim=0).values
     out = []
     for p, m in zip(patches, masks):
-        rgb = ((pca.transform(p.float().reshape(-1, p.shape[-1]), 3) - lo) / (hi - lo).clamp(min=1e-12)).clamp(0, 1)
+        rgb = (
+            (pca.transform(p.float().reshape(-1, p.shape[-1]), 3) - lo) / (hi - lo).clamp(min=1e-12)
+        ).clamp(0, 1)
         rgb = rgb.reshape(*p.shape[:2], 3) * m[..., None]
         out.append((rgb.numpy(), m.numpy()))
     return out
@@ -104,6 +111,16 @@ def _last_attention_module(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
 
 @torch.no_grad()
 def last_block_attention(model: nn.Module, images: Tensor) -> Tensor:
+    """Attention weights [B, heads, T, T] of the last block: the backbone's ``get_last_self_attention``
+    when it has one, else recomputed here from the last ``attn.qkv`` output."""
+    helper = getattr(model, "get_last_self_attention", None)
+    if callable(helper):
+        return helper(images)  # type: ignore[no-any-return]
+    return attention_from_qkv_hook(model, images)
+
+
+@torch.no_grad()
+def attention_from_qkv_hook(model: nn.Module, images: Tensor) -> Tensor:
     """Attention weights [B, heads, T, T] of the last block, recomputed from its qkv projection."""
     attn_mod, qkv = _last_attention_module(model)
     heads = int(getattr(attn_mod, "num_heads", 0))
@@ -140,26 +157,43 @@ def _upsample(x: np.ndarray, size: int, mode: str) -> np.ndarray:
     return (up.permute(1, 2, 0) if up.shape[0] == 3 else up[0]).numpy()
 
 
-def evaluate(cfg: PicturesConfig, ctx: EvalContext) -> PicturesResult:
+def _first_images(cfg: PicturesConfig, ctx: EvalContext) -> ClassificationDataset | SegmentationDataset:
     if ctx.datasets[cfg.data].task == "segmentation":
-        data: ClassificationDataset | SegmentationDataset = SegmentationDataset(
-            ctx.segmentation_split(cfg.data, cfg.split).subset(range(cfg.num_images)), cfg.resolution
-        )
-    else:
-        data = ClassificationDataset(ctx.classification_split(cfg.data, cfg.split).subset(range(cfg.num_images)), cfg.resolution)
+        seg = ctx.segmentation_split(cfg.data, cfg.split)
+        return SegmentationDataset(seg.subset(range(min(cfg.num_images, len(seg)))), cfg.resolution)
+    cls = ctx.classification_split(cfg.data, cfg.split)
+    return ClassificationDataset(cls.subset(range(min(cfg.num_images, len(cls)))), cfg.resolution)
+
+
+def _grid_row(image: Tensor, rgb: np.ndarray, attn: Tensor | None, cfg: PicturesConfig) -> list[np.ndarray]:
+    """image, PCA-RGB, and (with attention [heads, h, w]) the head mean and the first heads."""
+    row = [_display(image), _upsample(rgb, cfg.resolution, "bilinear")]
+    if attn is not None:
+        maps = [attn.mean(0)] + [attn[h] for h in range(min(cfg.heads_shown, attn.shape[0]))]
+        row += [
+            _upsample(minmax(m.flatten()).reshape(m.shape).numpy(), cfg.resolution, "nearest") for m in maps
+        ]
+    return row
+
+
+def evaluate(cfg: PicturesConfig, ctx: EvalContext) -> PicturesResult:
+    data = _first_images(cfg, ctx)
     fs = ctx.source.extract(data, FeatureRequest(patch=True))
     assert fs.patch is not None
     images = torch.stack([data[i][0] for i in range(len(data))])
     pictures = pca_rgb(list(fs.patch), cfg.threshold)
-    attn = cls_attention_maps(ctx.backbone, images.to(ctx.device), ctx.source.patch_size).cpu() if ctx.backbone else None
-    rows, titles = [], ["image", "PCA-RGB"] + (["attn mean"] + [f"head {h}" for h in range(cfg.heads_shown)] if attn is not None else [])
-    for i in range(len(data)):
-        row = [_display(images[i]), _upsample(pictures[i][0], cfg.resolution, "bilinear")]
-        if attn is not None:
-            maps = [attn[i].mean(0)] + [attn[i, h] for h in range(min(cfg.heads_shown, attn.shape[1]))]
-            row += [_upsample(minmax(m.flatten()).reshape(m.shape).numpy(), cfg.resolution, "nearest") for m in maps]
-        rows.append(row)
-    path = ctx.plot_path(cfg, "pca_attention")
-    save_image_grid(rows, path, titles)
-    fg = tuple(float(p[1].mean()) for p in pictures)
-    return PicturesResult(foreground_fraction=fg, attention=attn is not None, plots=(str(path.relative_to(ctx.out_dir)),))
+    attn = None
+    if ctx.backbone is not None:
+        attn = cls_attention_maps(ctx.backbone, images.to(ctx.device), ctx.source.patch_size).cpu()
+    titles = ["image", "PCA-RGB"]
+    if attn is not None:
+        titles += ["attention (mean)"] + [f"head {h}" for h in range(min(cfg.heads_shown, attn.shape[1]))]
+    rows = [
+        _grid_row(images[i], pictures[i][0], None if attn is None else attn[i], cfg) for i in range(len(data))
+    ]
+    path = save_image_grid(rows, ctx.plot_path(cfg, "pca_attention"), titles)
+    return PicturesResult(
+        foreground_fraction=tuple(float(p[1].mean()) for p in pictures),
+        attention=attn is not None,
+        plots=(str(path.relative_to(ctx.out_dir)),),
+    )

@@ -8,8 +8,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def plot_curves(
@@ -39,7 +39,9 @@ def plot_curves(
     return path
 
 
-def save_image_grid(rows: Sequence[Sequence[np.ndarray]], path: Path, titles: Sequence[str] | None = None) -> Path:
+def save_image_grid(
+    rows: Sequence[Sequence[np.ndarray]], path: Path, titles: Sequence[str] | None = None
+) -> Path:
     """A grid of HxWx3 (float in [0, 1] or uint8) or HxW images, one list per row, saved as PNG."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.2 * n_cols, 2.2 * n_rows), dpi=110, squeeze=False)

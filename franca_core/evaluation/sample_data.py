@@ -58,7 +58,9 @@ def _region(img: np.ndarray, split: str) -> np.ndarray:
     return img[:, :cut] if split == "train" else img[:, cut:]
 
 
-def _random_crop(region: np.ndarray, rng: np.random.Generator, size: int, scale: tuple[float, float]) -> np.ndarray:
+def _random_crop(
+    region: np.ndarray, rng: np.random.Generator, size: int, scale: tuple[float, float]
+) -> np.ndarray:
     """A random square crop covering ``scale`` of the short side, resized to ``size`` and maybe flipped."""
     h, w = region.shape[:2]
     side = max(8, int(min(h, w) * rng.uniform(*scale)))
@@ -70,7 +72,11 @@ def _random_crop(region: np.ndarray, rng: np.random.Generator, size: int, scale:
 
 
 def sample_classification(
-    split: str, per_class: int, size: int = 224, seed: int = 0, sources: tuple[str, ...] = CLASSIFICATION_SOURCES
+    split: str,
+    per_class: int,
+    size: int = 224,
+    seed: int = 0,
+    sources: tuple[str, ...] = CLASSIFICATION_SOURCES,
 ) -> ClassificationSplit:
     """``per_class`` crops of each source photo; ``split`` 'train' uses the left region, others the right."""
     rng = np.random.default_rng([seed, 0 if split == "train" else 1 + len(split)])

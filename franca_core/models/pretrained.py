@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,14 +58,24 @@ def _local_file(path: PathLike) -> Path:
     return file
 
 
+def _torch_load(file: Path) -> Any:
+    """``torch.load(weights_only=True)``, memory-mapped when the file is in the zip format (fast, lazy)."""
+    if zipfile.is_zipfile(file):
+        return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    return torch.load(file, map_location="cpu", weights_only=True)
+
+
 def read_checkpoint(path: PathLike) -> tuple[dict[str, Any], dict[str, str]]:
-    """(contents, safetensors metadata) of a local ``.safetensors`` or torch file (``weights_only=True``)."""
+    """(contents, safetensors metadata) of a local ``.safetensors`` or torch file (``weights_only=True``).
+
+    Zip-format torch files are memory-mapped: copy (or load into a model) the tensors you keep.
+    """
     file = _local_file(path)
     if file.suffix == ".safetensors":
         with safe_open(str(file), framework="pt") as handle:
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
             return tensors, dict(handle.metadata() or {})
-    obj = torch.load(file, map_location="cpu", weights_only=True)
+    obj = _torch_load(file)
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{file} holds a {type(obj).__name__}, not a state dict")
     return dict(obj), {}
@@ -161,7 +172,8 @@ def _infer_depth(state_dict: Mapping[str, Tensor]) -> int:
 
 def infer_architecture(state_dict: Mapping[str, Tensor], num_heads: int | None = None) -> InferredArch:
     """Infer width, depth, FFN type, registers, grid and patch size from a flat backbone state dict."""
-    _require(state_dict, "cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight")
+    _require(state_dict, "cls_token", "pos_embed", "patch_embed.proj.weight")
+    depth = _infer_depth(state_dict)
     dim = state_dict["cls_token"].shape[-1]
     proj = state_dict["patch_embed.proj.weight"]  # [D, C, p, p]
     swiglu = "blocks.0.mlp.w12.weight" in state_dict
@@ -171,7 +183,7 @@ def infer_architecture(state_dict: Mapping[str, Tensor], num_heads: int | None =
     prefix = "blocks.0."
     return InferredArch(
         embed_dim=dim,
-        depth=_infer_depth(state_dict),
+        depth=depth,
         num_heads=num_heads if num_heads is not None else max(1, dim // 64),
         patch_size=proj.shape[-1],
         in_chans=proj.shape[1],
@@ -216,14 +228,18 @@ def check_state_dict(model: torch.nn.Module, state_dict: Mapping[str, Tensor]) -
 def load_into(model: VisionTransformer, state_dict: Mapping[str, Tensor]) -> None:
     """Strictly load a flat backbone state dict (plus optional ``rasa_fold``) into ``model``.
 
-    Works for a model built on the meta device: tensors are then assigned rather than copied.
+    Works for a model built on the meta device: fresh float32 copies of the tensors are then assigned.
     """
     fold = state_dict.get("rasa_fold")
     if fold is not None:
         model.attach_rasa(fold)
     check_state_dict(model, state_dict)
     on_meta = model.pos_embed.is_meta
-    ready = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+    # Assigned tensors are copied so the model never aliases a memory-mapped file (which may be rewritten).
+    ready = {
+        k: v.to(torch.float32 if v.is_floating_point() else v.dtype, copy=on_meta)
+        for k, v in state_dict.items()
+    }
     model.load_state_dict(ready, strict=True, assign=on_meta)
 
 

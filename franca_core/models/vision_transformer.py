@@ -97,11 +97,10 @@ class VisionTransformer(nn.Module):
             nn.Parameter(torch.zeros(1, num_register_tokens, embed_dim)) if num_register_tokens else None
         )
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
-        rates = (
-            [drop_path_rate] * depth
-            if drop_path_uniform
-            else torch.linspace(0, drop_path_rate, depth).tolist()
-        )
+        # Uniform (Franca) or linearly increasing stochastic-depth rates, one per block (plain Python so
+        # the model can be built on the meta device).
+        step = drop_path_rate / max(depth - 1, 1)
+        rates = [drop_path_rate] * depth if drop_path_uniform else [i * step for i in range(depth)]
         self.blocks = nn.ModuleList(
             Block(
                 embed_dim,

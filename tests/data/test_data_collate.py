@@ -123,11 +123,13 @@ def test_no_local_crops_and_invalid_inputs() -> None:
 def test_collator_in_a_dataloader_is_reproducible() -> None:
     samples = cast(Dataset[MultiCropSample], [_sample(b) for b in range(16)])
 
-    def run() -> list[MultiCropBatch]:
-        loader = DataLoader(samples, batch_size=4, collate_fn=MultiCropCollator(CyclicMask(16), seed=5))
-        return list(loader)
+    def run(epoch: int) -> list[MultiCropBatch]:
+        collator = MultiCropCollator(CyclicMask(16), seed=5)
+        collator.set_epoch(epoch)
+        return list(DataLoader(samples, batch_size=4, collate_fn=collator))
 
-    first, second = run(), run()
+    first, second, next_epoch = run(0), run(0), run(1)
     assert len(first) == 4 and all(isinstance(b, MultiCropBatch) for b in first)
     assert all(torch.equal(x.masks, y.masks) for x, y in zip(first, second))
     assert not torch.equal(first[0].masks, first[1].masks)  # a new draw per batch
+    assert not torch.equal(first[0].masks, next_epoch[0].masks)  # and per epoch

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from franca_core.models import ARCHS, BackboneOutput, VisionTransformer, build_backbone
-from franca_core.models.layers import LayerScale
+from franca_core.models.layers import Block, LayerScale, SwiGLUFFN
 
 SIZES = ["vit_small", "vit_base", "vit_large", "vit_giant2"]
 
@@ -98,7 +98,9 @@ def test_init_follows_official_rules() -> None:
     assert torch.count_nonzero(model.mask_token) == 0
     assert model.cls_token.abs().max() < 1e-4 and model.cls_token.abs().max() > 0
     assert model.register_tokens is not None and model.register_tokens.abs().max() < 1e-4
-    weight = model.blocks[0].mlp.w12.weight  # type: ignore[union-attr]
+    first = model.blocks[0]
+    assert isinstance(first, Block) and isinstance(first.mlp, SwiGLUFFN)
+    weight = first.mlp.w12.weight
     assert abs(weight.std().item() - 0.02) < 0.002 and weight.abs().max() <= 2.0
     assert abs(model.pos_embed.std().item() - 0.02) < 0.004
     for module in model.modules():
@@ -273,7 +275,8 @@ def test_last_self_attention_matches_block_attention() -> None:
     tokens = model.prepare_tokens_with_masks(x)
     tokens = model.blocks[0](tokens)
     last = model.blocks[1]
-    y = last.norm1(tokens)  # type: ignore[operator]
-    v = last.attn.qkv(y).reshape(2, 6, 3, heads, -1)[:, :, 2].transpose(1, 2)  # type: ignore[union-attr]
-    mixed = (weights @ v).transpose(1, 2).reshape(2, 6, -1)
-    torch.testing.assert_close(last.attn.proj(mixed), last.attn(y), rtol=0, atol=1e-12)  # type: ignore[union-attr]
+    assert isinstance(last, Block)
+    y = last.norm1(tokens)
+    v = last.attn.qkv(y).reshape(2, 6, 3, heads, -1)[:, :, 2].transpose(1, 2)  # [B, h, T, hd]
+    mixed = (weights @ v).transpose(1, 2).reshape(2, 6, -1)  # [B, T, D]
+    torch.testing.assert_close(last.attn.proj(mixed), last.attn(y), rtol=0, atol=1e-12)

@@ -13,6 +13,7 @@ from franca_core.models.layers import (
     Block,
     DropPath,
     LayerScale,
+    Mlp,
     SwiGLUFFN,
     parse_ffn,
     swiglu_hidden_dim,
@@ -120,7 +121,8 @@ def test_block_forward_is_pre_norm_residual() -> None:
     block = Block(16, 2, ffn="mlp", init_values=0.5).double().eval()
     x = torch.randn(2, 5, 16, dtype=torch.float64)
     h = x + 0.5 * block.attn(F.layer_norm(x, (16,), block.norm1.weight, block.norm1.bias, 1e-6))
-    fc1, fc2 = block.mlp.fc1, block.mlp.fc2  # type: ignore[union-attr]
+    assert isinstance(block.mlp, Mlp)
+    fc1, fc2 = block.mlp.fc1, block.mlp.fc2
     hn = F.layer_norm(h, (16,), block.norm2.weight, block.norm2.bias, 1e-6)
     expected = h + 0.5 * fc2(F.gelu(fc1(hn)))
     torch.testing.assert_close(block(x), expected, rtol=0, atol=1e-12)
