@@ -16,6 +16,7 @@ than a randomly initialised model.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,17 +40,16 @@ class ClipHead(nn.Module):
             raise ValueError("an NSFW head needs at least one layer and a single output")
         self.layers = nn.ModuleList(layers)
         dim = layers[0].in_features
+        self.input_mean: torch.Tensor
+        self.input_std: torch.Tensor
         self.register_buffer("input_mean", torch.zeros(dim) if mean is None else mean.float())
         self.register_buffer("input_std", torch.ones(dim) if std is None else std.float())
-
-    @property
-    def input_dim(self) -> int:
-        return int(self.layers[0].in_features)
+        self.input_dim = dim
 
     @classmethod
     def mlp(cls, dims: Sequence[int]) -> ClipHead:
         """Randomly initialised head with layer widths ``dims`` (input dim first, 1 last)."""
-        return cls([nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:])])
+        return cls([nn.Linear(a, b) for a, b in itertools.pairwise(dims)])
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
         x = (embeddings - self.input_mean) / self.input_std  # (n, D)
@@ -72,7 +72,9 @@ class ClipHead(nn.Module):
         tensors = load_file(str(path))
         indices = sorted({int(m.group(1)) for k in tensors if (m := _LAYER_KEY.match(k))})
         if not indices or indices != list(range(len(indices))):
-            raise ValueError(f"{path}: expected tensors layers.0.weight, layers.0.bias, ...; found {sorted(tensors)}")
+            raise ValueError(
+                f"{path}: expected tensors layers.0.weight, layers.0.bias, ...; found {sorted(tensors)}"
+            )
         layers = []
         for index in indices:
             weight, bias = tensors[f"layers.{index}.weight"], tensors[f"layers.{index}.bias"]

@@ -43,7 +43,9 @@ class IntegrityConfig(_Frozen):
     max_pixels: int = Field(
         40_000_000, ge=1, description="Maximum declared width x height; larger files are not decoded (bombs)."
     )
-    jpeg_quality: int = Field(95, ge=1, le=100, description="Quality used when a normalised JPEG is re-encoded.")
+    jpeg_quality: int = Field(
+        95, ge=1, le=100, description="Quality used when a normalised JPEG is re-encoded."
+    )
 
 
 class NsfwConfig(_Frozen):
@@ -51,12 +53,15 @@ class NsfwConfig(_Frozen):
 
     detector: NsfwDetectorName = Field(
         "auto",
-        description="'auto' = 'clip' when clip_model is given, else 'opennsfw'; 'none' disables image scoring.",
+        description="'auto': 'clip' if clip_model is given, else 'opennsfw'; 'none' turns image scoring off.",
     )
     clip_model: Path | None = Field(
-        None, description="Local open_clip weights: a directory with open_clip_config.json, or a weights file."
+        None,
+        description="Local open_clip weights: a directory with open_clip_config.json, or a weights file.",
     )
-    clip_head: Path | None = Field(None, description="Local NSFW head (safetensors) applied to CLIP embeddings.")
+    clip_head: Path | None = Field(
+        None, description="Local NSFW head (safetensors) applied to CLIP embeddings."
+    )
     clip_arch: str = Field(
         "ViT-L-14", description="open_clip architecture name, used when clip_model is a single weights file."
     )
@@ -87,7 +92,9 @@ class DedupConfig(_Frozen):
 
     exact: bool = Field(True, description="Drop images whose decoded RGB pixels are identical to another's.")
     near: bool = Field(True, description="Drop images whose perceptual hash is within hamming_radius.")
-    hamming_radius: int = Field(4, ge=0, le=16, description="Near-duplicate radius in bits of the 64-bit pHash.")
+    hamming_radius: int = Field(
+        4, ge=0, le=16, description="Near-duplicate radius in bits of the 64-bit pHash."
+    )
     n_bands: int | None = Field(
         None, ge=3, le=16, description="Multi-index bands; None picks the cheapest from a cost model."
     )
@@ -126,6 +133,8 @@ class CurateConfig(_Frozen):
     integrity: IntegrityConfig = Field(default_factory=IntegrityConfig, description="Decode checks.")
     nsfw: NsfwConfig = Field(default_factory=NsfwConfig, description="NSFW scoring and thresholds.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact / near-duplicate removal.")
-    decontam: DecontamConfig = Field(default_factory=DecontamConfig, description="Evaluation-set decontamination.")
+    decontam: DecontamConfig = Field(
+        default_factory=DecontamConfig, description="Evaluation-set decontamination."
+    )
     dask: DaskConfig = Field(default_factory=DaskConfig, description="Cluster settings.")
     progress: bool = Field(True, description="Show progress bars on stderr.")

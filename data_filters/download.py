@@ -60,7 +60,9 @@ def fetch(rows: InputRows, workdir: WorkDir, config: CurateConfig) -> FetchResul
     return FetchResult(tuple(shards), fetched, len(shards) - fetched, time.perf_counter() - start)
 
 
-def _list_folder(accepted: pd.DataFrame, folder: Path, per_shard: int, oom: int) -> tuple[list[ShardRef], int]:
+def _list_folder(
+    accepted: pd.DataFrame, folder: Path, per_shard: int, oom: int
+) -> tuple[list[ShardRef], int]:
     shards, written = [], 0
     row_ids, paths = accepted["row_id"].tolist(), accepted["url"].tolist()
     for shard_id, begin in enumerate(range(0, len(row_ids), per_shard)):
@@ -75,7 +77,9 @@ def _list_folder(accepted: pd.DataFrame, folder: Path, per_shard: int, oom: int)
 def shard_finished(shard: ShardRef) -> bool:
     """img2dataset writes ``NNNNN_stats.json`` after closing the shard's tar and parquet."""
     stats = shard.rows_path.with_name(f"{shard.name}_stats.json")
-    return stats.exists() and shard.rows_path.exists() and shard.tar_path is not None and shard.tar_path.exists()
+    return (
+        stats.exists() and shard.rows_path.exists() and shard.tar_path is not None and shard.tar_path.exists()
+    )
 
 
 def download_urls(
@@ -129,7 +133,9 @@ def img2dataset_arguments(list_path: Path, output: Path, config: CurateConfig, o
     }
 
 
-def run_img2dataset(list_path: Path, workdir: WorkDir, config: CurateConfig, oom: int, shards: list[ShardRef]) -> None:
+def run_img2dataset(
+    list_path: Path, workdir: WorkDir, config: CurateConfig, oom: int, shards: list[ShardRef]
+) -> None:
     """Run img2dataset in a child process, showing finished shards as progress."""
     job = workdir.work / "img2dataset_job.json"
     write_text_atomic(job, json.dumps(img2dataset_arguments(list_path, workdir.download_dir, config, oom)))
@@ -144,7 +150,9 @@ def run_img2dataset(list_path: Path, workdir: WorkDir, config: CurateConfig, oom
                 process.terminate()
                 process.wait(timeout=30)
     if process.returncode != 0:
-        raise DownloadError(f"img2dataset exited with status {process.returncode}; see {workdir.work}/img2dataset.log")
+        raise DownloadError(
+            f"img2dataset exited with status {process.returncode}; see {workdir.work}/img2dataset.log"
+        )
 
 
 def _follow(process: subprocess.Popen[bytes], shards: list[ShardRef], progress: bool) -> None:

@@ -83,7 +83,7 @@ class ClipNsfwDetector:
 
         self._model, self._preprocess = load_clip_model(model_path, arch)
         self._head = ClipHead.load(head_path)
-        embed_dim = int(self._model.visual.output_dim)
+        embed_dim = int(getattr(self._model.visual, "output_dim", -1))
         if self._head.input_dim != embed_dim:
             raise NsfwDetectorError(
                 f"NSFW head {head_path} expects {self._head.input_dim}-d embeddings, "
@@ -95,7 +95,7 @@ class ClipNsfwDetector:
 
         batch = torch.stack([self._preprocess(image) for image in images])  # (n, 3, H, W)
         with torch.inference_mode():
-            embeddings = self._model.encode_image(batch, normalize=True)  # (n, D), unit norm
+            embeddings = self._model.encode_image(batch, normalize=True)  # type: ignore[operator]  # (n, D)
             probabilities = self._head(embeddings.float())  # (n,)
         return probabilities.double().numpy()
 

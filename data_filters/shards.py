@@ -58,7 +58,9 @@ class ShardReader:
         self._tar: BinaryIO | None = None
         self._members: dict[str, tuple[int, int]] = {}
         # row id -> img2dataset key (tar shards) or file path (folder shards)
-        self._sources: dict[int, str] = dict(zip(self._frame["row_id"].tolist(), self._frame["_source"].tolist()))
+        self._sources: dict[int, str] = dict(
+            zip(self._frame["row_id"].tolist(), self._frame["_source"].tolist())
+        )
         if shard.kind == "img2dataset" and shard.tar_path is not None:
             self._tar = shard.tar_path.open("rb")
             self._members = _index_tar(shard.tar_path)

@@ -68,7 +68,9 @@ def read_url_table(path: Path, url_col: str, caption_col: str) -> pd.DataFrame:
         raise InputFileError(f"{path}: no such file or folder")
     name = path.name.lower()
     if not name.endswith(URL_FILE_SUFFIXES):
-        raise InputFileError(f"{path}: unsupported URL file type; expected one of {', '.join(URL_FILE_SUFFIXES)}")
+        raise InputFileError(
+            f"{path}: unsupported URL file type; expected one of {', '.join(URL_FILE_SUFFIXES)}"
+        )
     table = _parse(path, name)
     if len(table) == 0:
         raise InputFileError(f"{path}: the file has no rows")
@@ -130,7 +132,9 @@ def url_problem(url: object) -> str | None:
     except ValueError as err:
         return f"unparsable URL: {err}"
     if parts.scheme not in ("http", "https"):
-        return f"unsupported scheme {parts.scheme!r}" if parts.scheme else "no scheme (expected http or https)"
+        return (
+            f"unsupported scheme {parts.scheme!r}" if parts.scheme else "no scheme (expected http or https)"
+        )
     if not parts.hostname:
         return "no host"
     return None
@@ -205,5 +209,7 @@ def _folder_rows(folder: Path) -> InputRows:
         raise InputFileError(f"{folder}: the folder holds no image files ({suffixes})")
     n_rows = len(files)
     none: list[str | None] = [None] * n_rows
-    frame = _frame(n_rows, [str(p.resolve()) for p in files], [None] * n_rows, [math.nan] * n_rows, none, none, none)
+    frame = _frame(
+        n_rows, [str(p.resolve()) for p in files], [None] * n_rows, [math.nan] * n_rows, none, none, none
+    )
     return InputRows(kind="folder", frame=frame, has_punsafe=False)

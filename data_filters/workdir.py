@@ -50,7 +50,9 @@ def source_fingerprint(source: Path) -> str:
     if source.is_dir():
         for path in list_image_files(source):
             stat = path.stat()
-            hasher.update(f"{path.relative_to(source).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            hasher.update(
+                f"{path.relative_to(source).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+            )
     else:
         with source.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):

@@ -60,3 +60,27 @@ def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
     if is_enabled() and world_size() > 1:
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return tensor
+
+
+def barrier() -> None:
+    """Wait for every rank. No-op in a single process."""
+    if is_enabled() and world_size() > 1:
+        dist.barrier()
+
+
+def all_gather_objects(obj: object) -> list[object]:
+    """Every rank's ``obj`` (picklable), indexed by rank. ``[obj]`` in a single process."""
+    if not (is_enabled() and world_size() > 1):
+        return [obj]
+    gathered: list[object] = [None] * world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    """Rank ``src``'s ``obj`` on every rank. ``obj`` itself in a single process."""
+    if not (is_enabled() and world_size() > 1):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]

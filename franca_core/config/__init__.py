@@ -1,6 +1,6 @@
 """Typed stage configs (pydantic, frozen, extra='forbid') and presets as code."""
 
-from franca_core.config.loading import ConfigError, load_config
+from franca_core.config.loading import ConfigError, apply_overrides, config_from_json, load_config
 from franca_core.config.presets import PRESETS
 from franca_core.config.pretrain import DataConfig, Derived, PretrainConfig, RuntimeConfig, derived
 
@@ -11,6 +11,8 @@ __all__ = [
     "Derived",
     "PretrainConfig",
     "RuntimeConfig",
+    "apply_overrides",
+    "config_from_json",
     "derived",
     "load_config",
 ]

@@ -71,9 +71,26 @@ def load_config(
         data = loaded
     else:
         raise ConfigError(f"{source!r} is neither a preset ({', '.join(presets)}) nor an existing YAML file")
+    return _validated(model, data, overrides)
+
+
+def _validated(model: type[T], data: dict[str, Any], overrides: Sequence[str]) -> T:
     update = parse_overrides(overrides)
     _check_keys(model, update, "")
     try:
         return model.model_validate(_merge(data, update))
     except ValidationError as err:
         raise ConfigError(f"invalid config: {err}") from err
+
+
+def apply_overrides(config: T, overrides: Sequence[str] = ()) -> T:
+    """``config`` with dotted ``key=value`` overrides applied and the result validated again."""
+    return _validated(type(config), config.model_dump(mode="json"), overrides)
+
+
+def config_from_json(model: type[T], text: str) -> T:
+    """A config saved as JSON (a run's ``config.json``), validated."""
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as err:
+        raise ConfigError(f"invalid saved config: {err}") from err

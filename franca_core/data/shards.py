@@ -67,7 +67,9 @@ def _resolve_shard(root: Path, name: str) -> Path:
     for candidate in (root / name, root / stem, root / "shards" / name, root / "shards" / stem):
         if candidate.is_file():
             return candidate
-    raise DataError(f"manifest names shard {name!r}, but no such tar exists under {root} or {root / 'shards'}")
+    raise DataError(
+        f"manifest names shard {name!r}, but no such tar exists under {root} or {root / 'shards'}"
+    )
 
 
 def shards_from_manifest(manifest: Path) -> list[ShardFile]:
@@ -90,7 +92,8 @@ def shards_from_manifest(manifest: Path) -> list[ShardFile]:
     if not kept:
         raise DataError(f"{manifest} lists no kept samples")
     return [
-        ShardFile(_resolve_shard(manifest.parent, name), frozenset(found)) for name, found in sorted(kept.items())
+        ShardFile(_resolve_shard(manifest.parent, name), frozenset(found))
+        for name, found in sorted(kept.items())
     ]
 
 

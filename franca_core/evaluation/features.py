@@ -89,6 +89,13 @@ def _grid(tokens: Tensor, h: int, w: int) -> Tensor:
     return tokens.reshape(tokens.shape[0], h, w, tokens.shape[-1])
 
 
+def _depth(model: Backbone) -> int:
+    depth = getattr(model, "n_blocks", None)
+    if depth is None:
+        depth = len(getattr(model, "blocks", ()))
+    return int(depth) if depth else 1 << 30
+
+
 @torch.inference_mode()
 def extract_batch(model: Backbone, images: Tensor, request: FeatureRequest) -> dict[str, Tensor]:
     """Features of one batch [B, 3, H, W] as float32 tensors on the CPU."""
@@ -97,9 +104,8 @@ def extract_batch(model: Backbone, images: Tensor, request: FeatureRequest) -> d
     out: dict[str, Tensor] = {}
     need_forward = request.rasa or request.last_blocks == 0
     if request.last_blocks > 0:
-        layers = model.get_intermediate_layers(
-            images, n=request.last_blocks, return_class_token=True, norm=True
-        )
+        n = min(request.last_blocks, _depth(model))  # a shallow model has fewer than 4 blocks
+        layers = model.get_intermediate_layers(images, n=n, return_class_token=True, norm=True)
         out["blocks_cls"] = torch.stack([cls_tok for _, cls_tok in layers], dim=1)  # [B, n, D]
         last_patch = layers[-1][0]  # [B, N, D] = x_norm_patchtokens
         out["avgpool"] = last_patch.mean(dim=1)

@@ -4,7 +4,8 @@ Protocol (``shared/reference/evaluation-protocols.md`` section 2a): inputs are t
 n in {1, 4} blocks after the final norm, optionally with the mean of the last block's patch tokens
 appended; 13 learning rates x 2 x 2 = 52 heads trained simultaneously on the same batches (the loss is the
 sum of their cross-entropies), SGD momentum 0.9, weight decay 0, lr scaled by batch / 256, cosine decay to
-0, heads initialised N(0, 0.01) with zero bias; the best head by top-1 on the selection split.
+0, heads initialised N(0, 0.01) with zero bias; the best head by top-1 on the selection split (ties go
+to the lower cross-entropy there).
 
 Deviations, stated in the result: features are cached once under the eval transform (no
 RandomResizedCrop / flip per iteration, because the backbone does not run during training), and by default
@@ -160,7 +161,9 @@ def _split_holdout(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
 
 def compute(cfg: LinearConfig, train: FeatureSet, test: FeatureSet) -> LinearResult:
     """Train the grid on ``train`` features, select a head, report it on ``test``."""
-    variants = [(n, a) for n in cfg.n_blocks for a in cfg.avgpool]
+    available = train.blocks_cls.shape[1] if train.blocks_cls is not None else 1
+    # a backbone shallower than max(n_blocks) offers fewer blocks: keep each distinct input once
+    variants = list(dict.fromkeys((min(n, available), a) for n in cfg.n_blocks for a in cfg.avgpool))
     c = int(torch.cat([train.targets, test.targets]).max().item()) + 1
     if cfg.selection == "holdout":
         fit_idx, sel_idx = _split_holdout(len(train), cfg.holdout_fraction, cfg.seed)
@@ -176,7 +179,7 @@ def compute(cfg: LinearConfig, train: FeatureSet, test: FeatureSet) -> LinearRes
         cfg.batch_size,
         cfg.seed,
     )
-    heads, best, best_logits = [], (-1.0, ""), torch.empty(0)
+    heads, best, best_logits = [], (-1.0, 0.0, ""), torch.empty(0)
     for (n, a), bank in zip(variants, banks):
         sel_logits, test_logits = (
             bank.logits(linear_inputs(sel, n, a)),
@@ -186,15 +189,17 @@ def compute(cfg: LinearConfig, train: FeatureSet, test: FeatureSet) -> LinearRes
             name = f"blocks{n}{'_avgpool' if a else ''}_lr{lr:g}"
             s1 = topk_accuracy(sel_logits[h], sel.targets)
             heads.append(HeadScore(name, lr, n, a, s1, topk_accuracy(test_logits[h], test.targets)))
-            if s1 > best[0]:
-                best, best_logits = (s1, name), test_logits[h]
+            # ties in accuracy (frequent on a small selection split) go to the lower selection loss
+            neg_loss = -float(torch.nn.functional.cross_entropy(sel_logits[h], sel.targets))
+            if (s1, neg_loss) > best[:2]:
+                best, best_logits = (s1, neg_loss, name), test_logits[h]
     split_name = (
         f"{cfg.holdout_fraction:.0%} of {cfg.train_split} (seed {cfg.seed})"
         if cfg.selection == "holdout"
         else cfg.eval_split
     )
     return LinearResult(
-        best_head=best[1],
+        best_head=best[2],
         top1=topk_accuracy(best_logits, test.targets),
         top5=topk_accuracy(best_logits, test.targets, 5),
         selection_split=split_name,

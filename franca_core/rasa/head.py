@@ -20,6 +20,20 @@ from torch import Tensor, nn
 _PRE_KEY = re.compile(r"^pre_pos_layers\.(\d+)\.weight$")
 
 
+def _unit_axis(n: int, dtype: torch.dtype) -> Tensor:
+    """[n] coordinates 0, 1/(n-1), ..., 1; a single position sits at 0.5."""
+    return torch.arange(n, dtype=dtype) / (n - 1) if n > 1 else torch.full((1,), 0.5, dtype=dtype)
+
+
+def grid_positions(grid: tuple[int, int], dtype: torch.dtype = torch.float32) -> Tensor:
+    """RASA targets [gh * gw, 2]: token (a, b) in row-major order -> (a / (gh - 1), b / (gw - 1)), rows first.
+
+    Reference §7.2 step 4 (meshgrid "ij" over the token order, as the ViT patchifies).
+    """
+    rows, cols = torch.meshgrid(_unit_axis(grid[0], dtype), _unit_axis(grid[1], dtype), indexing="ij")
+    return torch.stack([rows.reshape(-1), cols.reshape(-1)], dim=-1)  # [gh, gw] x2 -> [gh * gw, 2]
+
+
 def plane_basis(weight: Tensor) -> tuple[Tensor, Tensor]:
     """Orthonormal basis (r, c') [D] each of the plane spanned by the two rows of ``weight`` [2, D]."""
     r = weight[0] / weight[0].norm()
@@ -94,6 +108,11 @@ class RASAHead(nn.Module):
             dst.weight.copy_(src)
         return new
 
+    def official_state_dict(self) -> dict[str, Tensor]:
+        """The release layout (reference §2.4): ``pre_pos_layers.<k>.weight`` and ``pos_pred.weight``, float32
+        CPU tensors [2, D], no wrapper and no biases; ``torch.save`` it to get an official ``_rasa.pth``."""
+        return {k: v.detach().float().cpu().contiguous() for k, v in self.state_dict().items()}
+
     @classmethod
     def from_state_dict(cls, state_dict: Mapping[str, Tensor]) -> RASAHead:
         """Build a head from an official-layout state dict; the number of pre layers is inferred."""
@@ -115,4 +134,4 @@ class RASAHead(nn.Module):
         return head
 
 
-__all__ = ["RASAHead", "decompose_pos_2d", "plane_basis", "plane_removal_matrix"]
+__all__ = ["RASAHead", "decompose_pos_2d", "grid_positions", "plane_basis", "plane_removal_matrix"]

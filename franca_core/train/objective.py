@@ -142,7 +142,9 @@ class FrancaObjective(nn.Module):
         n_global_crops: int = 2,
     ) -> None:
         super().__init__()
-        self.student, self.teacher = student, teacher
+        # ``student`` may later be replaced by its DDP wrapper (train/parallel.py), hence nn.Module.
+        self.student: nn.Module = student
+        self.teacher = teacher
         self.teacher.requires_grad_(False)
         self.weights = (dino_weight, ibot_weight, koleo_weight)
         self.student_temp, self.centering = student_temp, centering

@@ -7,12 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from franca_core.evaluation.suites import shared_datasets_root
-
-SHARED = shared_datasets_root()
-needs_clothing10 = pytest.mark.skipif(not (SHARED / "clothing10").is_dir(), reason="../shared/datasets/clothing10 absent")
-needs_camvid = pytest.mark.skipif(not (SHARED / "camvid").is_dir(), reason="../shared/datasets/camvid absent")
-
 
 @pytest.fixture(scope="session")
 def tiny_backbone() -> torch.nn.Module:

@@ -11,7 +11,9 @@ from franca_core.evaluation import knn
 from franca_core.evaluation.neighbours import l2_normalize, search
 
 
-def naive_knn_scores(train: torch.Tensor, labels: torch.Tensor, test: torch.Tensor, k: int, max_k: int, t: float, c: int) -> torch.Tensor:
+def naive_knn_scores(
+    train: torch.Tensor, labels: torch.Tensor, test: torch.Tensor, k: int, max_k: int, t: float, c: int
+) -> torch.Tensor:
     """DINOv2's vote written as loops in float64: softmax over the max_k best, summed over the first k."""
     train = train.double() / train.double().norm(dim=1, keepdim=True)
     test = test.double() / test.double().norm(dim=1, keepdim=True)
