@@ -138,11 +138,11 @@ def search(index: HashIndex, queries: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def search_self(index: HashIndex, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (a, b), a < b, of index ids within the radius where a or b lies in [start, stop).
+    """Pairs (a, b), a < b, of index ids within the radius, probing from ids in [start, stop).
 
-    Splitting [0, n) into chunks and joining the chunks' results gives every pair exactly once
-    after ``np.unique``; a pair that differs in a band is found only from the endpoint whose bit
-    (the highest bit of the flip mask) is 0, which halves the probes of a self-join.
+    The union over chunks covering [0, n) is every pair (a pair can come from two chunks). For a
+    flip mask, a pair is probed only from the endpoint whose band has the mask's highest bit at 0,
+    which halves the probes of a self-join.
     """
     stop = len(index) if stop is None else stop
     ids = np.arange(start, stop, dtype=np.int64)

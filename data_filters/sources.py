@@ -77,9 +77,9 @@ def read_url_table(path: Path, url_col: str, caption_col: str) -> pd.DataFrame:
     if url_col not in table.columns:
         found = ", ".join(map(str, table.columns)) or "none"
         raise InputFileError(f"{path}: missing the '{url_col}' column (columns found: {found})")
-    _check_string_column(path, table[url_col], url_col)
     if table[url_col].notna().sum() == 0:
         raise InputFileError(f"{path}: the '{url_col}' column is empty (every value is null)")
+    _check_string_column(path, table[url_col], url_col)
     if "punsafe" in table.columns and not pd.api.types.is_numeric_dtype(table["punsafe"]):
         raise InputFileError(f"{path}: column 'punsafe' has type {table['punsafe'].dtype}, expected numbers")
     return table
@@ -91,7 +91,7 @@ def _parse(path: Path, name: str) -> pd.DataFrame:
             return pq.read_table(path).to_pandas()
         if name.endswith(".csv"):
             return pd.read_csv(path, keep_default_na=True)
-        return pd.read_json(path, lines=name.endswith(".jsonl"), dtype=False)
+        return pd.read_json(path, lines=name.endswith(".jsonl"), dtype=False, precise_float=True)
     except pd.errors.EmptyDataError as err:
         raise InputFileError(f"{path}: the file is empty") from err
     except (ValueError, OSError, pa.ArrowException) as err:

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,11 +108,13 @@ def run_training(
     return run_local(launch, cli_args, run_dir / "launch.log", should_stop)
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float, poll_s: float = 0.5) -> bool:
-    """Poll ``predicate`` until true or the timeout; returns its last value."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(poll_s)
-    return predicate()
+def run_franca(cli_args: Sequence[str], log_path: Path) -> None:
+    """Run ``franca <cli_args>`` in a fresh process (one rank, no torchrun); raise with the log tail."""
+    argv = [sys.executable, "-m", "franca_core.cli", *cli_args]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log_file:
+        log_file.write(f"\n$ {' '.join(argv)}\n".encode())
+        log_file.flush()
+        code = subprocess.run(argv, stdout=log_file, stderr=subprocess.STDOUT, check=False).returncode
+    if code != 0:
+        raise RuntimeError(f"franca {cli_args[0]} failed (exit {code}); log {log_path}:\n{tail(log_path)}")

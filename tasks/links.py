@@ -63,4 +63,3 @@ def link_flow_run(mlflow_run_id: str, url: str, stage: str) -> None:
             create_markdown_artifact(markdown=md, key=_artifact_key(stage), description=text)
     except Exception as err:  # lineage must never fail a stage
         log.warning("could not link flow run %s to MLflow run %s: %s", run_id, mlflow_run_id, err)
-

@@ -33,7 +33,11 @@ from tasks.tracking import (
     set_tags,
 )
 
-IO_RETRIES = {"retries": 4, "retry_delay_seconds": exponential_backoff(backoff_factor=5), "retry_jitter_factor": 0.5}
+IO_RETRIES = {
+    "retries": 4,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=5),
+    "retry_jitter_factor": 0.5,
+}
 
 
 def stage_tags(output: StageOutput) -> dict[str, str]:

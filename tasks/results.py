@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import Field
 
@@ -25,7 +25,9 @@ class StageOutput(Spec):
     key: str = Field(description="Hash of the stage's inputs: its identity in MLflow (franca.stage_key).")
     out_dir: str = Field(description="The stage's output or run directory.")
     config: dict[str, Any] = Field(default_factory=dict, description="Full stage config (logged as params).")
-    summary: dict[str, float] = Field(default_factory=dict, description="Headline numbers (logged as metrics).")
+    summary: dict[str, float] = Field(
+        default_factory=dict, description="Headline numbers (logged as metrics)."
+    )
     metrics_file: str | None = Field(None, description="Step metrics (JSONL) to forward, if any.")
     checkpoints: bool = Field(False, description="Whether out_dir/checkpoints holds training checkpoints.")
     artifacts: dict[str, list[str]] = Field(
@@ -33,7 +35,12 @@ class StageOutput(Spec):
     )
     data_sha256: str | None = Field(None, description="Manifest hash of the data the stage read or wrote.")
     backbone: str | None = Field(None, description="Backbone file the stage produced, if any.")
-    prefect: dict[str, str] = Field(default_factory=dict, description="Prefect ids of the run that produced it.")
+    prefect: dict[str, str] = Field(
+        default_factory=dict, description="Prefect ids of the run that produced it."
+    )
+
+
+O = TypeVar("O", bound=StageOutput)
 
 
 class CurateOutput(StageOutput):
@@ -73,7 +80,11 @@ def sha256_file(path: Path) -> str:
 def stage_key(stage: str, spec: Spec, *paths: str) -> str:
     """Identity of a stage run: its name, its spec, and the absolute form of its output paths."""
     payload = json.dumps(
-        {"stage": stage, "spec": spec.model_dump(mode="json"), "paths": [str(Path(p).resolve()) for p in paths]},
+        {
+            "stage": stage,
+            "spec": spec.model_dump(mode="json"),
+            "paths": [str(Path(p).resolve()) for p in paths],
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
@@ -90,3 +101,10 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return value
+
+
+class Recorded(Spec, Generic[O]):
+    """A stage's output and the MLflow run that records it."""
+
+    output: O
+    mlflow_run_id: str

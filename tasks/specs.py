@@ -72,7 +72,9 @@ class DataRef(Spec):
 
     shards_dir: str = Field(description="Folder of the kept webdataset shards.")
     manifest: str = Field(description="manifest.parquet of the curation run.")
-    manifest_sha256: str = Field(description="Content hash of the manifest: the data's identity in lineage tags.")
+    manifest_sha256: str = Field(
+        description="Content hash of the manifest: the data's identity in lineage tags."
+    )
     n_kept: int = Field(0, ge=0, description="Images kept.")
 
 
@@ -102,7 +104,9 @@ class TrainSpec(Spec):
     preset: str = Field("debug", description="Preset name or YAML config file.")
     overrides: list[str] = Field(default_factory=list, description="key=value config overrides.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many steps (None: the schedule).")
-    data: DataRef | None = Field(None, description="Curated data to train on; None: the preset's data source.")
+    data: DataRef | None = Field(
+        None, description="Curated data to train on; None: the preset's data source."
+    )
     init_from: str | None = Field(
         None, description="finetune-highres: pretraining run directory or checkpoint to start from."
     )

@@ -76,7 +76,9 @@ def kill_after_checkpoint(run_dir: Path, step: int | None) -> StopCheck | None:
 def _forwarder(spec: TrainSpec, ctx: TrackingContext, key: str, tags: dict[str, str]) -> MetricsForwarder:
     run_id = open_stage_run(ctx, stage_name(spec), key, tags)
     run_dir = run_dir_of(spec)
-    return MetricsForwarder(run_dir / "metrics.jsonl", metrics_cursor(run_dir, run_id), mlflow_sender(ctx, run_id))
+    return MetricsForwarder(
+        run_dir / "metrics.jsonl", metrics_cursor(run_dir, run_id), mlflow_sender(ctx, run_id)
+    )
 
 
 def _check(outcome: LaunchOutcome, spec: TrainSpec) -> None:

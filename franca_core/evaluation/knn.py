@@ -22,7 +22,7 @@ from torch import Tensor
 
 from franca_core.evaluation.base import EvalContext
 from franca_core.evaluation.config import EvalConfig
-from franca_core.evaluation.neighbours import SearchMethod, l2_normalize, search
+from franca_core.evaluation.neighbours import SearchMethod, build_index, l2_normalize
 from franca_core.evaluation.pca import Pca
 from franca_core.evaluation.plots import plot_curves
 
@@ -108,8 +108,9 @@ def knn_predict_topk(
     train_n, test_n = l2_normalize(train.float()), l2_normalize(test.float())
     max_k = min(max(ks), train_n.shape[0])
     out = []
+    index = build_index(train_n, method)
     for start in range(0, test_n.shape[0], chunk):
-        sims, idx = search(train_n, test_n[start : start + chunk], max_k, method)
+        sims, idx = index.search(test_n[start : start + chunk], max_k)
         votes = knn_votes(sims, idx, train_labels, ks, temperature, c)
         out.append(votes.topk(min(5, c), dim=-1).indices)
     return torch.cat(out, dim=1)

@@ -74,10 +74,10 @@ class HeadScore:
 @dataclass(frozen=True)
 class LinearResult:
     best_head: str
-    top1: float
+    top1: float  # of the selected head on the eval split
     top5: float
     selection_split: str
-    heads: tuple[HeadScore, ...]
+    heads: tuple[HeadScore, ...]  # the selected head first
     deviation: str = "features cached under the eval transform: no train-time augmentation"
 
     def headline(self) -> dict[str, float]:
@@ -159,50 +159,52 @@ def _split_holdout(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     return perm[cut:], perm[:cut]
 
 
+def _score_heads(
+    cfg: LinearConfig,
+    variants: list[tuple[int, bool]],
+    banks: list[HeadBank],
+    sel: FeatureSet,
+    test: FeatureSet,
+) -> tuple[list[HeadScore], Tensor]:
+    """Every head's selection and test top-1, and the test logits of the selected head."""
+    heads, best_key, best_logits = [], (-1.0, 0.0), torch.empty(0)
+    for (n, a), bank in zip(variants, banks):
+        sel_logits = bank.logits(linear_inputs(sel, n, a))  # [H, N_sel, C]
+        test_logits = bank.logits(linear_inputs(test, n, a))  # [H, N_test, C]
+        for h, lr in enumerate(cfg.learning_rates):
+            s1 = topk_accuracy(sel_logits[h], sel.targets)
+            name = f"blocks{n}{'_avgpool' if a else ''}_lr{lr:g}"
+            heads.append(HeadScore(name, lr, n, a, s1, topk_accuracy(test_logits[h], test.targets)))
+            # ties in accuracy (frequent on a small selection split) go to the lower selection loss
+            key = (s1, -float(torch.nn.functional.cross_entropy(sel_logits[h], sel.targets)))
+            if key > best_key:
+                best_key, best_logits, best_index = key, test_logits[h], len(heads) - 1
+    heads.insert(0, heads.pop(best_index))  # the selected head first
+    return heads, best_logits
+
+
 def compute(cfg: LinearConfig, train: FeatureSet, test: FeatureSet) -> LinearResult:
     """Train the grid on ``train`` features, select a head, report it on ``test``."""
     available = train.blocks_cls.shape[1] if train.blocks_cls is not None else 1
     # a backbone shallower than max(n_blocks) offers fewer blocks: keep each distinct input once
     variants = list(dict.fromkeys((min(n, available), a) for n in cfg.n_blocks for a in cfg.avgpool))
-    c = int(torch.cat([train.targets, test.targets]).max().item()) + 1
+    num_classes = int(torch.cat([train.targets, test.targets]).max().item()) + 1
     if cfg.selection == "holdout":
         fit_idx, sel_idx = _split_holdout(len(train), cfg.holdout_fraction, cfg.seed)
         fit, sel = train.select(fit_idx), train.select(sel_idx)
+        selection = f"{cfg.holdout_fraction:.0%} of {cfg.train_split} (seed {cfg.seed})"
     else:
-        fit, sel = train, test
+        fit, sel, selection = train, test, cfg.eval_split
+    inputs = [linear_inputs(fit, n, a) for n, a in variants]
     banks = train_heads(
-        [linear_inputs(fit, n, a) for n, a in variants],
-        fit.targets,
-        cfg.learning_rates,
-        c,
-        cfg.iterations,
-        cfg.batch_size,
-        cfg.seed,
+        inputs, fit.targets, cfg.learning_rates, num_classes, cfg.iterations, cfg.batch_size, cfg.seed
     )
-    heads, best, best_logits = [], (-1.0, 0.0, ""), torch.empty(0)
-    for (n, a), bank in zip(variants, banks):
-        sel_logits, test_logits = (
-            bank.logits(linear_inputs(sel, n, a)),
-            bank.logits(linear_inputs(test, n, a)),
-        )
-        for h, lr in enumerate(cfg.learning_rates):
-            name = f"blocks{n}{'_avgpool' if a else ''}_lr{lr:g}"
-            s1 = topk_accuracy(sel_logits[h], sel.targets)
-            heads.append(HeadScore(name, lr, n, a, s1, topk_accuracy(test_logits[h], test.targets)))
-            # ties in accuracy (frequent on a small selection split) go to the lower selection loss
-            neg_loss = -float(torch.nn.functional.cross_entropy(sel_logits[h], sel.targets))
-            if (s1, neg_loss) > best[:2]:
-                best, best_logits = (s1, neg_loss, name), test_logits[h]
-    split_name = (
-        f"{cfg.holdout_fraction:.0%} of {cfg.train_split} (seed {cfg.seed})"
-        if cfg.selection == "holdout"
-        else cfg.eval_split
-    )
+    heads, logits = _score_heads(cfg, variants, banks, sel, test)
     return LinearResult(
-        best_head=best[2],
-        top1=topk_accuracy(best_logits, test.targets),
-        top5=topk_accuracy(best_logits, test.targets, 5),
-        selection_split=split_name,
+        best_head=heads[0].name,
+        top1=topk_accuracy(logits, test.targets),
+        top5=topk_accuracy(logits, test.targets, 5),
+        selection_split=selection,
         heads=tuple(heads),
     )
 

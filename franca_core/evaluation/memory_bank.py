@@ -17,12 +17,12 @@ background 0 first; ``ignore_to`` reproduces that).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from franca_core.evaluation.neighbours import SearchMethod, l2_normalize, search
+from franca_core.evaluation.neighbours import ExactIndex, SearchMethod, build_index, l2_normalize
 
 
 def patch_soft_labels(
@@ -53,10 +53,16 @@ def rare_class_indices(labels: Tensor, keep: int, generator: torch.Generator) ->
 
 @dataclass
 class MemoryBank:
-    """Normalised keys [M, D] and their soft labels [M, C]."""
+    """Normalised keys [M, D] and their soft labels [M, C]; the search index is built once per back-end."""
 
     keys: Tensor
     labels: Tensor
+    _indexes: dict[str, ExactIndex] = field(default_factory=dict, repr=False)
+
+    def index(self, method: SearchMethod) -> ExactIndex:
+        if method not in self._indexes:
+            self._indexes[method] = build_index(self.keys, method)
+        return self._indexes[method]
 
     @classmethod
     def build(
@@ -84,7 +90,7 @@ class MemoryBank:
         self, queries: Tensor, k: int = 30, temperature: float = 0.02, method: SearchMethod = "faiss"
     ) -> Tensor:
         """Soft label [Q, C] of each query [Q, D] mixed from its k nearest memory patches."""
-        sims, idx = search(self.keys, queries.float(), k, method)  # [Q, k]
+        sims, idx = self.index(method).search(queries.float(), min(k, len(self)))  # [Q, k]
         cos = sims / queries.float().norm(dim=1, keepdim=True).clamp(min=1e-12)  # keys are unit norm
         attn = (cos / temperature).softmax(dim=1)  # [Q, k]
         return torch.einsum("qk,qkc->qc", attn, self.labels[idx])

@@ -8,7 +8,7 @@ ties and float rounding.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -37,48 +37,73 @@ def _faiss_gpu_count() -> int:
     return int(get()) if get is not None else 0
 
 
-def search_faiss(keys: Tensor, queries: Tensor, k: int, use_gpu: bool | None = None) -> tuple[Tensor, Tensor]:
-    """Top-``k`` inner products of each query against all keys with an exact faiss flat index.
+class ExactIndex(Protocol):
+    """A built key set answering exact top-k inner-product queries (results on the CPU)."""
 
-    keys [M, D], queries [Q, D] -> (similarities [Q, k] float32, indices [Q, k] int64).
-    ``use_gpu=None`` means: on a GPU when faiss sees one.
+    def search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]: ...
+
+
+class FaissIndex:
+    """faiss ``IndexFlatIP`` (``GpuIndexFlatIP`` when faiss sees a GPU, unless ``use_gpu=False``)."""
+
+    def __init__(self, keys: Tensor, use_gpu: bool | None = None):
+        import faiss
+
+        keys_np = np.ascontiguousarray(keys.detach().float().cpu().numpy())
+        d = keys_np.shape[1]
+        gpu = _faiss_gpu_count() > 0 if use_gpu is None else use_gpu
+        self.index: faiss.Index
+        if gpu:
+            self._res = faiss.StandardGpuResources()
+            self.index = faiss.GpuIndexFlatIP(self._res, d)
+        else:
+            self.index = faiss.IndexFlatIP(d)
+        self.index.add(keys_np)
+
+    def search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        q_np = np.ascontiguousarray(queries.detach().float().cpu().numpy())
+        sims, idx = self.index.search(q_np, k)
+        return torch.from_numpy(sims), torch.from_numpy(idx)
+
+
+class TorchIndex:
+    """Keys on ``device`` in ``dtype``; a matmul + top-k per chunk of queries.
+
+    Chunks are sized so that one [chunk, M] similarity block stays under ``max_bytes``.
     """
-    import faiss
 
-    keys_np = np.ascontiguousarray(keys.detach().float().cpu().numpy())
-    q_np = np.ascontiguousarray(queries.detach().float().cpu().numpy())
-    index: faiss.Index = faiss.IndexFlatIP(keys_np.shape[1])
-    gpu = _faiss_gpu_count() > 0 if use_gpu is None else use_gpu
-    if gpu:
-        res = faiss.StandardGpuResources()
-        index = faiss.index_cpu_to_gpu(res, 0, index)
-    index.add(keys_np)
-    sims, idx = index.search(q_np, k)
-    return torch.from_numpy(sims), torch.from_numpy(idx)
+    def __init__(
+        self,
+        keys: Tensor,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        max_bytes: int = 256 << 20,
+    ):
+        self.keys = keys.to(device or keys.device, dtype)
+        self.max_bytes = max_bytes
+
+    def search(self, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
+        m = self.keys.shape[0]
+        chunk = max(1, self.max_bytes // (m * self.keys.element_size()))
+        sims_out, idx_out = [], []
+        for start in range(0, queries.shape[0], chunk):
+            q = queries[start : start + chunk].to(self.keys.device, self.keys.dtype)
+            top = (q @ self.keys.T).topk(k, dim=1)  # [chunk, M] -> [chunk, k]
+            sims_out.append(top.values.float().cpu())
+            idx_out.append(top.indices.cpu())
+        if not sims_out:
+            return torch.empty(0, k), torch.empty(0, k, dtype=torch.long)
+        return torch.cat(sims_out), torch.cat(idx_out)
 
 
-def search_torch(keys: Tensor, queries: Tensor, k: int, chunk: int = 1024) -> tuple[Tensor, Tensor]:
-    """Same contract as :func:`search_faiss`, with a matmul and a top-k per chunk of queries.
+def build_index(keys: Tensor, method: SearchMethod = "torch") -> ExactIndex:
+    """An exact index over ``keys`` [M, D] with the chosen back-end."""
+    return FaissIndex(keys) if method == "faiss" else TorchIndex(keys)
 
-    Runs on the device of ``keys``; the results are returned on the CPU.
+
+def search(keys: Tensor, queries: Tensor, k: int, method: SearchMethod = "torch") -> tuple[Tensor, Tensor]:
+    """One-shot exact top-``k`` search: (similarities [Q, k] float32, indices [Q, k] int64) on the CPU.
+
+    ``k`` is clipped to the number of keys.
     """
-    sims_out, idx_out = [], []
-    for start in range(0, queries.shape[0], chunk):
-        q = queries[start : start + chunk].to(keys.device, keys.dtype)
-        sims = q @ keys.T  # [chunk, M]
-        top = sims.topk(k, dim=1)
-        sims_out.append(top.values.float().cpu())
-        idx_out.append(top.indices.cpu())
-    if not sims_out:
-        return torch.empty(0, k), torch.empty(0, k, dtype=torch.long)
-    return torch.cat(sims_out), torch.cat(idx_out)
-
-
-def search(
-    keys: Tensor, queries: Tensor, k: int, method: SearchMethod = "torch", chunk: int = 1024
-) -> tuple[Tensor, Tensor]:
-    """Exact top-``k`` inner-product search with the chosen back-end; ``k`` is clipped to the key count."""
-    k = min(k, keys.shape[0])
-    if method == "faiss":
-        return search_faiss(keys, queries, k)
-    return search_torch(keys, queries, k, chunk=chunk)
+    return build_index(keys, method).search(queries, min(k, keys.shape[0]))

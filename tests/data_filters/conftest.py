@@ -18,11 +18,11 @@ import pytest
 # The helper modules beside this file (curate_*.py) are imported by name, in any import mode.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from curate_catalogue import Case, catalogue, eval_folder_images  # noqa: E402
-from curate_server import LoopbackServer  # noqa: E402
-from curate_support import EndToEnd, config_for  # noqa: E402
+from curate_catalogue import Case, catalogue, eval_folder_images
+from curate_server import LoopbackServer
+from curate_support import EndToEnd, config_for
 
-from data_filters.config import DaskConfig  # noqa: E402
+from data_filters.config import DaskConfig
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 

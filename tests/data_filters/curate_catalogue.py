@@ -21,12 +21,10 @@ from data_filters.reasons import Reason
 
 @cache
 def photo(name: str) -> Image.Image:
-    """A scikit-image sample as an RGB (or L for greyscale samples) Pillow image."""
+    """A scikit-image sample as a Pillow image (RGB, RGBA or L, as the sample is)."""
     array = np.asarray(getattr(skimage.data, name)())
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
-    if array.ndim == 3 and array.shape[2] == 4:
-        array = array[..., :3]
     return Image.fromarray(array)
 
 
@@ -47,7 +45,9 @@ def png(image: Image.Image, **options: object) -> bytes:
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def png_declaring(width: int, height: int) -> bytes:
@@ -110,17 +110,29 @@ def catalogue() -> list[Case]:
         Case("rocket.jpg", None, rocket),
         Case("rocket_copy.jpg", Reason.DUPLICATE_EXACT, rocket),
         Case("immuno.png", None, png(immuno), content_type="image/png"),
-        Case("immuno_recompressed.png", Reason.DUPLICATE_EXACT, png(immuno, compress_level=1), content_type="image/png"),
+        Case(
+            "immuno_recompressed.png",
+            Reason.DUPLICATE_EXACT,
+            png(immuno, compress_level=1),
+            content_type="image/png",
+        ),
         Case("hubble_cmyk.jpg", None, jpeg(rgb("hubble_deep_field").resize((500, 436)).convert("CMYK"))),
         Case("moon16.png", None, sixteen_bit_png("moon"), content_type="image/png"),
         Case("logo_rgba.png", None, png(photo("logo")), content_type="image/png"),
         Case("coins_clock.gif", None, animated_gif(("coins", "clock"), (300, 240)), content_type="image/gif"),
         Case("page_rotated.jpg", None, rotated_jpeg("page")),
-        Case("tiny.png", Reason.TOO_SMALL, png(Image.new("RGB", (1, 1), (200, 10, 10))), content_type="image/png"),
+        Case(
+            "tiny.png",
+            Reason.TOO_SMALL,
+            png(Image.new("RGB", (1, 1), (200, 10, 10))),
+            content_type="image/png",
+        ),
         Case("small.jpg", Reason.TOO_SMALL, jpeg(rgb("colorwheel").resize((40, 40)))),
         Case("banner.jpg", Reason.BAD_ASPECT_RATIO, jpeg(rgb("retina").resize((600, 100)))),
         Case("bomb.png", Reason.TOO_MANY_PIXELS, png_declaring(60_000, 60_000), content_type="image/png"),
-        Case("big_declared.png", Reason.TOO_MANY_PIXELS, png_declaring(8_000, 6_000), content_type="image/png"),
+        Case(
+            "big_declared.png", Reason.TOO_MANY_PIXELS, png_declaring(8_000, 6_000), content_type="image/png"
+        ),
         Case("truncated.jpg", Reason.DECODE_ERROR, gravel[: len(gravel) // 2]),
         Case("page.html.jpg", Reason.DECODE_ERROR, b"<!doctype html><html><body>not an image</body></html>"),
         Case("empty.jpg", Reason.DECODE_ERROR, b""),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -73,10 +74,8 @@ class LoopbackServer:
                 self.send_header("Content-Type", case.content_type)
                 self.send_header("Content-Length", str(len(case.body)))
                 self.end_headers()
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # client gave up (timeout)
                     self.wfile.write(case.body)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout case)
-                    pass
 
             def log_message(self, format: str, *args: object) -> None:  # quiet test output
                 return

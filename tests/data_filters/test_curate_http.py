@@ -9,12 +9,13 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
-from curate_support import EndToEnd
 from curate_catalogue import Case
 from curate_server import LoopbackServer
+from curate_support import EndToEnd
 from PIL import Image
 
 from data_filters.pipeline import curate
@@ -39,7 +40,9 @@ def test_every_input_row_appears_once_with_its_reason(end_to_end: EndToEnd, case
 
 def test_duplicates_point_at_kept_rows(end_to_end: EndToEnd, cases: list[Case]) -> None:
     manifest = end_to_end.manifest.set_index("key")
-    dups = manifest[manifest["reason"].isin([Reason.DUPLICATE_EXACT, Reason.DUPLICATE_NEAR, Reason.DUPLICATE_ROW])]
+    dups = manifest[
+        manifest["reason"].isin([Reason.DUPLICATE_EXACT, Reason.DUPLICATE_NEAR, Reason.DUPLICATE_ROW])
+    ]
     assert len(dups) == 4
     for key, row in dups.iterrows():
         keeper = manifest.loc[row["duplicate_of"]]
@@ -72,7 +75,7 @@ def test_hashes_sizes_and_scores_recorded(end_to_end: EndToEnd) -> None:
     assert (rotated["width"], rotated["height"]) == (384, 191)  # EXIF orientation applied
     assert manifest.loc[hashed, "nsfw_opennsfw"].between(0, 1).all()
     assert manifest["nsfw_clip"].isna().all()
-    assert manifest.loc[manifest["url"].str.endswith("/grass_unsafe.jpg"), "nsfw_punsafe"].item() == 0.93
+    assert manifest.loc[manifest["url"].str.endswith("/grass_unsafe.jpg"), "nsfw_punsafe"].iloc[0] == 0.93
 
 
 def test_report_counts_add_up(end_to_end: EndToEnd) -> None:
@@ -81,13 +84,15 @@ def test_report_counts_add_up(end_to_end: EndToEnd) -> None:
     manifest = end_to_end.manifest
     assert report["n_in"] == len(manifest) == report["n_kept"] + report["n_dropped"]
     assert sum(report["dropped_by_reason"].values()) == report["n_dropped"]
-    assert report["dropped_by_reason"] == {r.value: int((manifest["reason"] == r.value).sum()) for r in Reason}
+    assert report["dropped_by_reason"] == {
+        r.value: int((manifest["reason"] == r.value).sum()) for r in Reason
+    }
     assert [s["name"] for s in report["stages"]] == ["download", "inspect", "nsfw", "dedup", "write"]
     assert report["nsfw_detector"] == "opennsfw"
     assert "kept" in (out / "summary.txt").read_text()
 
 
-def _read_shards(out_dir: pd.DataFrame) -> dict[str, dict[str, bytes]]:
+def _read_shards(out_dir: Path) -> dict[str, dict[str, bytes]]:
     samples: dict[str, dict[str, bytes]] = {}
     for path in sorted((out_dir / "shards").glob("*.tar")):
         with tarfile.open(path) as archive:

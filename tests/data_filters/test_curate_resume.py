@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from curate_support import EndToEnd
 from curate_server import LoopbackServer
+from curate_support import EndToEnd
 
 from data_filters.pipeline import curate
 

@@ -29,7 +29,7 @@ CLS_DATA = "photos"
 SEG_DATA = "mosaics"
 
 
-def mini_suite(resolution: int = 56) -> SuiteConfig:
+def mini_suite(res: int = 56) -> SuiteConfig:
     """Every evaluator on small scikit-image data at a small resolution."""
     return SuiteConfig.model_validate(
         {
@@ -41,18 +41,18 @@ def mini_suite(resolution: int = 56) -> SuiteConfig:
                 SEG_DATA: {"kind": "sample_mosaics", "count": {"train": 8, "val": 4}, "size": 56},
             },
             "evaluators": [
-                {"kind": "knn", "data": CLS_DATA, "resolution": resolution, "ks": [5, 10], "matryoshka_levels": 3},
-                {"kind": "linear", "data": CLS_DATA, "resolution": resolution, "iterations": 60,
+                {"kind": "knn", "data": CLS_DATA, "resolution": res, "ks": [5, 10], "matryoshka_levels": 3},
+                {"kind": "linear", "data": CLS_DATA, "resolution": res, "iterations": 60,
                  "learning_rates": [1e-3, 1e-2, 0.1]},
-                {"kind": "logreg", "data": CLS_DATA, "resolution": resolution, "c_values": [0.01, 1.0, 100.0]},
-                {"kind": "ood", "data": CLS_DATA, "resolution": resolution, "id_classes": [0, 1, 2, 3, 4, 5, 6],
+                {"kind": "logreg", "data": CLS_DATA, "resolution": res, "c_values": [0.01, 1.0, 100.0]},
+                {"kind": "ood", "data": CLS_DATA, "resolution": res, "id_classes": [0, 1, 2, 3, 4, 5, 6],
                  "ood_data": ["others"], "knn_k": 3, "probe_c_values": [1.0]},
-                {"kind": "hummingbird", "data": SEG_DATA, "resolution": resolution, "k": 10},
-                {"kind": "overcluster", "data": SEG_DATA, "resolution": resolution, "num_clusters": [6, 12],
-                 "seeds": [0, 1], "niter": 10, "nredo": 1, "mask_size": resolution},
-                {"kind": "linear_seg", "data": SEG_DATA, "resolution": resolution, "epochs": 20, "drop_at": 15,
-                 "batch_size": 4, "learning_rates": [0.1], "mask_size": resolution},
-                {"kind": "pictures", "data": SEG_DATA, "resolution": resolution, "num_images": 2},
+                {"kind": "hummingbird", "data": SEG_DATA, "resolution": res, "k": 10},
+                {"kind": "overcluster", "data": SEG_DATA, "resolution": res, "num_clusters": [6, 12],
+                 "seeds": [0, 1], "niter": 10, "nredo": 1, "mask_size": res},
+                {"kind": "linear_seg", "data": SEG_DATA, "resolution": res, "epochs": 20, "drop_at": 15,
+                 "batch_size": 4, "learning_rates": [0.1], "mask_size": res},
+                {"kind": "pictures", "data": SEG_DATA, "resolution": res, "num_images": 2},
             ],
         }
     )  # fmt: skip
@@ -65,7 +65,7 @@ def metrics(results_json: Path) -> dict[str, Any]:
 
 def test_label_oracle_reaches_the_ceiling(out_dir: Path) -> None:
     pytest.importorskip("faiss")
-    results = run_suite(mini_suite(resolution=112), LabelOracleFeatures(), out_dir)
+    results = run_suite(mini_suite(res=112), LabelOracleFeatures(), out_dir)
     head = {k: r.headline() for k, r in results.items()}
     assert (
         head["knn"]["top1@k5"] == 100.0

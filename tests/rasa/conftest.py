@@ -9,15 +9,19 @@ low-frequency cosine of each, along four orthonormal directions, like the smooth
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 
+import pytest
 import torch
 
 from franca_core.models import build_backbone
 from franca_core.models.vision_transformer import VisionTransformer
 from franca_core.rasa.head import grid_positions
 
+BackboneFactory = Callable[..., VisionTransformer]
 
-def positional_backbone(
+
+def make_positional_backbone(
     dim: int = 64, depth: int = 2, img_size: int = 112, amplitude: float = 8.0, seed: int = 0
 ) -> VisionTransformer:
     """A random tiny ViT (patch 14) whose patch position embeddings are amplitude * phi(row, col) @ U."""
@@ -30,3 +34,18 @@ def positional_backbone(
     with torch.no_grad():
         model.pos_embed[0, 1:] = amplitude * (phi / phi.std(0)) @ directions / math.sqrt(4)
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def positional_backbone() -> BackboneFactory:
+    """The ``make_positional_backbone`` factory, for tests that build one or more such models."""
+    return make_positional_backbone
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread is faster than several fighting over two loaded cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
