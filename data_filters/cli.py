@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--urls", type=Path, required=True, help="URL list (.parquet/.csv/.jsonl) or image folder")
     add("--out", type=Path, required=True, help="output directory (rerun to resume)")
+    add("--url-col", default="url", help="URL column (LAION parquet files call it URL)")
+    add("--caption-col", default="caption", help="caption column (LAION: TEXT)")
     add("--eval-sets", type=Path, nargs="+", default=[], help="folders or manifests to decontaminate")
     add("--dask", default=None, metavar="ADDRESS", help="Dask scheduler (default: LocalCluster)")
     add("--workers", type=int, default=1, help="LocalCluster workers")
@@ -60,6 +62,8 @@ def config_from_args(args: argparse.Namespace) -> CurateConfig:
     return CurateConfig(
         source=args.urls,
         out_dir=args.out,
+        url_col=args.url_col,
+        caption_col=args.caption_col,
         samples_per_shard=args.samples_per_shard,
         download=DownloadConfig(timeout_s=args.timeout, thread_count=args.threads),
         integrity=IntegrityConfig(

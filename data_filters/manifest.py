@@ -1,5 +1,8 @@
 """The manifest: one row per input row with its fate, reason, hashes, size, scores and shard.
 
+Columns: ``MANIFEST_COLUMNS``, then any other column of the input list (LAION metadata such as
+``similarity`` or ``pwatermark``) unchanged, so filtering on it later needs no join.
+
 Reasons are applied in the order of ``Reason``: refused inputs, download failures and integrity
 (from inspection), ``punsafe``, the image detector, then the dedup steps. A row keeps the first
 reason that applies; every accepted row must come back from inspection, and a row that does not is
@@ -90,7 +93,7 @@ def build_manifest(
     )
     _apply(frame, drops.exact, lambda d, o: f"same decoded pixels as row {o}", keys)
     _apply(frame, drops.near, lambda d, o: f"pHash distance {d} to row {o}", keys)
-    return _finish(frame)
+    return _finish(frame, rows.extra)
 
 
 def _inspections(shards: Sequence[ShardFiles]) -> pd.DataFrame:
@@ -146,7 +149,7 @@ def _apply(
         frame.loc[chosen, "duplicate_of"] = keys.loc[np.array(others)[open_rows]].to_numpy()
 
 
-def _finish(frame: pd.DataFrame) -> pd.DataFrame:
+def _finish(frame: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
     kept = frame["reason"].isna()
     frame["status"] = np.where(kept, Status.KEPT.value, Status.DROPPED.value)
     frame["shard"] = [f"{name}.tar" if keep else None for name, keep in zip(frame["input_shard"], kept)]
@@ -155,5 +158,6 @@ def _finish(frame: pd.DataFrame) -> pd.DataFrame:
     frame["phash"] = [phash_hex(int(v)) if pd.notna(v) else None for v in phash]
     frame["width"] = frame["width"].astype("Int64")
     frame["height"] = frame["height"].astype("Int64")
-    out = frame.reset_index(drop=True)[list(MANIFEST_COLUMNS)]
-    return out.sort_values("row_id", kind="stable").reset_index(drop=True)
+    out = frame.reset_index(drop=True).sort_values("row_id", kind="stable")[list(MANIFEST_COLUMNS)]
+    out = out.reset_index(drop=True)
+    return pd.concat([out, extra.reset_index(drop=True)], axis=1)  # input metadata columns last

@@ -60,12 +60,12 @@ def plan_cost(n_index: int, n_queries: int, radius: int, n_bands: int) -> float:
     """Estimated cost of a search with ``n_bands`` bands, in units of one table entry (~10 ns).
 
     Weights measured on a 2-core x86 machine: building a table costs ~1 unit per entry, a probe
-    ~1 unit per query and mask, a candidate (expand + verify) ~3 units.
+    ~1 unit per query and mask, a candidate (expand, verify, deduplicate) ~6 units.
     """
     width = max(band_widths(n_bands))
     probes = n_bands * _n_masks(width, radius // n_bands)  # per query
     candidates = probes * n_index / 2.0**width  # per query, for uniform hashes
-    return n_bands * 2.0**width + n_queries * (probes + 3.0 * candidates)
+    return n_bands * 2.0**width + n_queries * (probes + 6.0 * candidates)
 
 
 def plan_bands(n_index: int, n_queries: int, radius: int, n_bands: int | None = None) -> BandPlan:

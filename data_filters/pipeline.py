@@ -96,7 +96,7 @@ def _run_stages(
     since = clock.now()
     eval_labels, eval_index = _eval_index(client, config)
     drops = _dedup(client, files, rows, config, eval_index)
-    clock.record("dedup", since, sum(1 for _ in files), "shards")
+    clock.record("dedup", since, len(files), "shards")
     manifest = build_manifest(rows, files, config.nsfw, drops, eval_labels)
     written = _write(client, shards, files, manifest, workdir, config, clock)
     return manifest, written

@@ -146,7 +146,7 @@ def _add_member(archive: tarfile.TarFile, name: str, payload: bytes) -> None:
 
 def json_bytes(record: dict[str, object]) -> bytes:
     """Stable JSON for a ``.json`` member (sorted keys)."""
-    return json.dumps(record, sort_keys=True, ensure_ascii=False).encode()
+    return json.dumps(record, sort_keys=True, ensure_ascii=False, default=str).encode()
 
 
 def list_img2dataset_shards(folder: Path, n_shards: int, oom: int) -> list[ShardRef]:

@@ -25,6 +25,11 @@ URL_FILE_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json")
 MAX_URL_LENGTH = 4096
 # Columns of ``InputRows.frame``; ``url`` holds the file path for a folder source.
 INPUT_COLUMNS = ("row_id", "key", "url", "caption", "punsafe", "reason", "detail", "duplicate_of")
+# Names the manifest uses itself; an input column with one of these names is carried as ``input_<name>``.
+RESERVED_COLUMNS = frozenset(
+    {*INPUT_COLUMNS, "status", "download_status", "width", "height", "pixel_hash", "phash", "shard"}
+    | {"nsfw_punsafe", "nsfw_opennsfw", "nsfw_clip"}
+)
 
 
 class InputFileError(ValueError):
@@ -38,6 +43,7 @@ class InputRows:
     kind: Literal["urls", "folder"]
     frame: pd.DataFrame
     has_punsafe: bool
+    extra: pd.DataFrame  # other input columns (LAION metadata such as similarity), same row order
 
     @property
     def n_rows(self) -> int:
@@ -164,7 +170,16 @@ def _url_rows(table: pd.DataFrame, url_col: str, caption_col: str) -> InputRows:
         details.append(problem)
         duplicate_of.append(row_key(earlier, n_rows) if earlier is not None else None)
     frame = _frame(n_rows, [_as_text(u) for u in urls], captions, punsafe, reasons, details, duplicate_of)
-    return InputRows(kind="urls", frame=frame, has_punsafe=has_punsafe)
+    return InputRows(
+        kind="urls", frame=frame, has_punsafe=has_punsafe, extra=_extra(table, url_col, caption_col)
+    )
+
+
+def _extra(table: pd.DataFrame, url_col: str, caption_col: str) -> pd.DataFrame:
+    """Input columns other than url / caption / punsafe, renamed when they clash with ours."""
+    extra = table.drop(columns=[c for c in (url_col, caption_col, "punsafe") if c in table.columns])
+    names = [f"input_{c}" if str(c) in RESERVED_COLUMNS else str(c) for c in extra.columns]
+    return extra.set_axis(names, axis=1).reset_index(drop=True)
 
 
 def _as_text(value: object) -> str | None:
@@ -212,4 +227,4 @@ def _folder_rows(folder: Path) -> InputRows:
     frame = _frame(
         n_rows, [str(p.resolve()) for p in files], [None] * n_rows, [math.nan] * n_rows, none, none, none
     )
-    return InputRows(kind="folder", frame=frame, has_punsafe=False)
+    return InputRows(kind="folder", frame=frame, has_punsafe=False, extra=pd.DataFrame(index=range(n_rows)))

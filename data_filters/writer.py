@@ -2,7 +2,7 @@
 
 Each kept row becomes ``<key>.jpg`` or ``<key>.png`` (the original bytes when the file was already
 an upright 8-bit RGB JPEG/PNG, otherwise the normalised image re-encoded), ``<key>.json`` (url,
-caption, size, hashes, scores) and ``<key>.txt`` when there is a caption.
+caption, size, hashes, scores, other input columns) and ``<key>.txt`` when there is a caption.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pandas as pd
 
 from data_filters.config import IntegrityConfig
 from data_filters.integrity import check_image, encode_image
+from data_filters.manifest import MANIFEST_COLUMNS
 from data_filters.shards import SampleFile, ShardReader, ShardRef, json_bytes, write_tar
 
 META_COLUMNS = (
@@ -91,10 +92,14 @@ def _image_bytes(
 
 
 def _meta(record: Mapping[Hashable, Any]) -> dict[str, object]:
+    """The ``.json`` member: identifiers, size, hashes, scores and the input's own metadata."""
     meta: dict[str, object] = {"key": record["key"], "row_id": int(record["row_id"])}
-    for column in META_COLUMNS:
+    extra = [c for c in record if c not in MANIFEST_COLUMNS]
+    for column in (*META_COLUMNS, *extra):
         value = record[column]
+        if hasattr(value, "item"):  # numpy scalar -> Python
+            value = value.item()
         if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
             continue
-        meta[column] = int(value) if column in ("width", "height") else value
+        meta[str(column)] = int(value) if column in ("width", "height") else value
     return meta

@@ -139,7 +139,7 @@ def tiny(out_dir: str, pretrain_steps: int = 4) -> PipelineParams:
         curate=CurateSettings(overrides=["nsfw.detector=none"]),
         pretrain=TrainSettings(overrides=small, max_steps=pretrain_steps),
         rasa=RasaSettings(extra_args=["--rounds", "1", "--no-knn", "--no-hummingbird", "--img-size", "56"]),
-        eval=EvalSettings(extra_args=["--batch-size", "8"]),
+        eval=EvalSettings(extra_args=["--only", "knn", "--batch-size", "8"]),
     )
 
 

@@ -13,7 +13,7 @@ import os
 ENV = "FRANCA_FAIL_STAGE"
 
 
-class InjectedFailure(RuntimeError):
+class InjectedFailureError(RuntimeError):
     """Raised where a failure was asked for."""
 
 
@@ -27,10 +27,10 @@ def failure_for(stage: str) -> str | None:
 
 
 def fail_if_asked(stage: str) -> None:
-    """Raise ``InjectedFailure`` when ``stage`` is asked to fail at its start."""
+    """Raise ``InjectedFailureError`` when ``stage`` is asked to fail at its start."""
     arg = failure_for(stage)
     if arg is not None and not arg:
-        raise InjectedFailure(f"{ENV} asked stage {stage!r} to fail")
+        raise InjectedFailureError(f"{ENV} asked stage {stage!r} to fail")
 
 
 def kill_step(stage: str) -> int | None:

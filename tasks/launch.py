@@ -9,6 +9,7 @@ crosses the boundary.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -59,27 +60,20 @@ def tail(path: Path, lines: int = 40) -> str:
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 
-def run_local(
-    launch: LaunchParams,
-    cli_args: Sequence[str],
-    log_path: Path,
-    should_stop: StopCheck | None = None,
-    poll_s: float = 2.0,
+def run_process(
+    argv: Sequence[str], log_path: Path, should_stop: StopCheck | None = None, poll_s: float = 0.5
 ) -> LaunchOutcome:
-    """torchrun on this host; stdout and stderr appended to ``log_path``."""
-    argv = torchrun_args(launch.nproc_per_node, cli_args)
+    """Run ``argv`` in its own session, output appended to ``log_path``; kill it when asked to stop."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:
         log_file.write(f"\n$ {' '.join(argv)}\n".encode())
         log_file.flush()
-        process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(list(argv), stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             while True:
                 try:
@@ -92,6 +86,13 @@ def run_local(
         except BaseException:  # the task was cancelled: do not leave training running
             _kill_group(process)
             raise
+
+
+def run_local(
+    launch: LaunchParams, cli_args: Sequence[str], log_path: Path, should_stop: StopCheck | None = None
+) -> LaunchOutcome:
+    """torchrun on this host (``nproc_per_node`` processes); output appended to ``log_path``."""
+    return run_process(torchrun_args(launch.nproc_per_node, cli_args), log_path, should_stop)
 
 
 def run_training(
@@ -110,11 +111,8 @@ def run_training(
 
 def run_franca(cli_args: Sequence[str], log_path: Path) -> None:
     """Run ``franca <cli_args>`` in a fresh process (one rank, no torchrun); raise with the log tail."""
-    argv = [sys.executable, "-m", "franca_core.cli", *cli_args]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log_file:
-        log_file.write(f"\n$ {' '.join(argv)}\n".encode())
-        log_file.flush()
-        code = subprocess.run(argv, stdout=log_file, stderr=subprocess.STDOUT, check=False).returncode
-    if code != 0:
-        raise RuntimeError(f"franca {cli_args[0]} failed (exit {code}); log {log_path}:\n{tail(log_path)}")
+    outcome = run_process([sys.executable, "-m", "franca_core.cli", *cli_args], log_path)
+    if not outcome.ok:
+        raise RuntimeError(
+            f"franca {cli_args[0]} failed (exit {outcome.returncode}); log {log_path}:\n{tail(log_path)}"
+        )

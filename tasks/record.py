@@ -14,7 +14,7 @@ from prefect import task
 from prefect.tasks import exponential_backoff
 
 from tasks.artifacts import log_checkpoints, log_files, register_backbone
-from tasks.links import link_flow_run, prefect_tags
+from tasks.links import TASK_RUN_TAG, link_flow_run, prefect_tags
 from tasks.metrics import MetricsForwarder, mlflow_sender
 from tasks.results import StageOutput
 from tasks.tracking import (
@@ -89,7 +89,7 @@ def record_stage(output: StageOutput, ctx: TrackingContext) -> str:
 @task(name="open-pipeline-run", **IO_RETRIES)  # type: ignore[call-overload]
 def open_pipeline_run(ctx: TrackingContext, key: str, name: str, params: dict[str, str]) -> str:
     """The parent run of this pipeline (reopened on a rerun of the same parameters)."""
-    tags = prefect_tags()
+    tags = {k: v for k, v in prefect_tags().items() if k != TASK_RUN_TAG}
     run_id, created = open_run(ctx, PIPELINE_KEY, key, name, {STAGE_TAG: "pipeline", **tags})
     client = get_client(ctx)
     if not created:  # keep every attempt's flow run id, newest last

@@ -15,7 +15,7 @@ from prefect import task
 
 from franca_core.config.highres import HIGHRES_STAGES
 from tasks.artifacts import good_checkpoints
-from tasks.faults import InjectedFailure, kill_step
+from tasks.faults import InjectedFailureError, kill_step
 from tasks.launch import LaunchOutcome, StopCheck, run_training, tail
 from tasks.links import prefect_tags
 from tasks.metrics import MetricsForwarder, forward_in_background, mlflow_sender
@@ -127,6 +127,6 @@ def train(spec: TrainSpec, ctx: TrackingContext) -> TrainOutput:
         stop = kill_after_checkpoint(run_dir, kill_at)
         outcome = run_training(spec.launch, cli_args(spec), run_dir, stop)
     if outcome.state == "KILLED" and kill_at is not None:
-        raise InjectedFailure(f"{spec.kind} killed after a checkpoint at step >= {kill_at}, as asked")
+        raise InjectedFailureError(f"{spec.kind} killed after a checkpoint at step >= {kill_at}, as asked")
     _check(outcome, spec)
     return _output(spec, key)

@@ -144,30 +144,35 @@ class ShardStreamPlan:
                 f"data stream {stream} of {n_streams} found no images in {len(self.shards)} shard(s)"
             )
 
-    def _decode(self, epoch: int, ref: SampleRef) -> SeededImage | None:
+    def _decode(self, ref: SampleRef) -> Image.Image | None:
         try:
-            image = read_image(self.shards[ref.shard].path, ref)
+            return downscale(read_image(self.shards[ref.shard].path, ref), self.max_short_side)
         except OSError:
-            return None  # undecodable: skipped, the same way on every run
-        seed = derive_seed(self.seed, self.start.generation, epoch, ref.shard, ref.index)
-        return downscale(image, self.max_short_side), seed
+            return None
+
+    def _images(self, refs: list[tuple[int, SampleRef]]) -> list[SeededImage]:
+        """Decode one batch; an undecodable image is replaced by the next decodable one of the batch
+        (with its own crop seed), so every batch consumes exactly B samples of the stream."""
+        decoded = [self._decode(ref) for _, ref in refs]
+        if all(image is None for image in decoded):
+            raise DataError(f"no decodable image among {[ref.key for _, ref in refs]}")
+        n = len(decoded)
+        out = []
+        for slot, (epoch, ref) in enumerate(refs):
+            image = next(img for k in range(n) if (img := decoded[(slot + k) % n]) is not None)
+            out.append((image, derive_seed(self.seed, self.start.generation, epoch, ref.shard, ref.index)))
+        return out
 
     def batches(self, worker: int, num_workers: int) -> Iterator[tuple[int, list[SeededImage]]]:
         batch = self.start.batch_size_per_rank
         first = self.start.step - self.start.origin_step + worker  # rank batch index since origin
-        stream_worker = first % num_workers
-        stream = self.rank * num_workers + stream_worker
+        stream = self.rank * num_workers + first % num_workers
         refs = self.refs(stream, self.start.world_size * num_workers)
         consumed = first // num_workers  # batches this stream produced before
         for _ in itertools.islice(refs, consumed * batch):
             pass
         for n in itertools.count(worker, num_workers):
-            images: list[SeededImage] = []
-            while len(images) < batch:
-                decoded = self._decode(*next(refs))
-                if decoded is not None:
-                    images.append(decoded)
-            yield n, images
+            yield n, self._images(list(itertools.islice(refs, batch)))
 
 
 @contextmanager

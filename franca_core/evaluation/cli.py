@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         console.print("[red]--backbone and --out are required[/]")
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs every attempted SIMD build
     suite = load_suite(args.suite, _parse_roots(args.data))
     device = _device(args.device)
     source, model, description = _source(args, device)

@@ -8,7 +8,9 @@ weight sum of the first k neighbours' one-hot labels. Top-1 / top-5 accuracy in 
 Matryoshka curve (Franca arXiv 2507.14137 Fig. 3; no released script): the same k-NN on the first
 m = d, d/2, ..., d/64 dimensions of the CLS feature, L2-normalised after slicing; the PCA-to-m baseline
 projects onto the top-m principal directions of the train features instead, which separates "ordered
-dimensions" from "low intrinsic dimension".
+dimensions" from "low intrinsic dimension". The raw (uncentred) features are projected, so at m = d the
+projection is a rotation and both curves start from the same full-feature accuracy (centring alone can
+change cosine k-NN a lot when features share a large common component).
 """
 
 from __future__ import annotations
@@ -166,9 +168,9 @@ def matryoshka_curve(
         acc_pca = None
         if basis is not None:
             acc_pca = knn_accuracies(
-                basis.transform(train, m),
+                basis.transform(train, m, centre=False),
                 train_labels,
-                basis.transform(test, m),
+                basis.transform(test, m, centre=False),
                 test_labels,
                 [k],
                 temperature=temperature,

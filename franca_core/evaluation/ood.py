@@ -2,7 +2,8 @@
 
 Protocol facts (OpenOOD v1.5, ``shared/reference/evaluation-protocols.md`` section 6):
 - KNN (Sun et al., "Out-of-Distribution Detection with Deep Nearest Neighbors", ICML 2022): L2-normalised
-  features, score = minus the Euclidean distance to the K-th nearest ID-train feature (K = 50);
+  features, score = minus the Euclidean distance to the K-th nearest ID-train feature (K = 50; OpenOOD
+  adds 1e-10 after normalising, which changes no ranking and is omitted);
 - MSP (Hendrycks & Gimpel, ICLR 2017): the largest softmax probability of a linear classifier on the ID
   train features (here the logistic-regression probe of ``logreg.py``, C swept on held-out train);
 - metrics with OOD as the positive class: AUROC, FPR at 95 % TPR, AUPR-in, AUPR-out (percent).

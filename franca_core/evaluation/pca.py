@@ -29,9 +29,11 @@ class Pca:
         vals, vecs = torch.linalg.eigh(cov)  # ascending
         return cls(mean.float(), vecs.flip(1).float(), vals.flip(0).clamp(min=0).float())
 
-    def transform(self, x: Tensor, m: int) -> Tensor:
-        """Coordinates [N, m] of the rows of ``x`` on the top-m components."""
-        return (x.float() - self.mean) @ self.components[:, :m]
+    def transform(self, x: Tensor, m: int, centre: bool = True) -> Tensor:
+        """Coordinates [N, m] of the rows of ``x`` on the top-m components (``centre=False``: of the raw
+        rows, so that m = D is a pure rotation)."""
+        x = x.float() - self.mean if centre else x.float()
+        return x @ self.components[:, :m]
 
 
 def standardize(x: Tensor, eps: float = 1e-6) -> Tensor:

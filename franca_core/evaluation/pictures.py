@@ -4,7 +4,8 @@ PCA-RGB (Franca ``franca/eval/visualize_PCA.py``; DINOv2 paper Fig. 1 for the jo
 patch tokens, min-max scaled, background = first component > 0.35; the sign of a component is arbitrary,
 so the side whose foreground sits more in the image centre than on its border is kept; PCA-3 refitted on
 the foreground patches (jointly over the shown images, so colours correspond) and min-max scaled to RGB;
-background black.
+background black. Inputs use the ImageNet normalisation of the other evaluators (Franca's script uses
+mean 0.5, std 0.2).
 
 Attention (DINO ``visualize_attention.py``): the last block's attention from the CLS query to the patch
 keys, per head. SDPA and xFormers return no weights, so they are recomputed: a forward hook on the last

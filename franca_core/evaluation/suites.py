@@ -80,7 +80,13 @@ def quick_suite() -> SuiteConfig:
                 {"kind": "knn", "data": "photos"},
                 {"kind": "linear", "data": "photos", "iterations": 300},
                 {"kind": "logreg", "data": "photos", "c_values": [10.0**e for e in range(-4, 4)]},
-                {"kind": "ood", "data": "photos", "id_classes": list(range(7)), "ood_data": ["other_photos"]},
+                {
+                    "kind": "ood",
+                    "data": "photos",
+                    "id_classes": list(range(7)),
+                    "knn_k": 5,
+                    "ood_data": ["other_photos"],
+                },
                 {"kind": "hummingbird", "data": "mosaics", "resolution": 224},
                 {
                     "kind": "overcluster",
@@ -148,11 +154,13 @@ def shared_suite(root: Path | None = None) -> SuiteConfig:
                     "kind": "ood",
                     "data": "clothing10",
                     "eval_split": "test",
-                    "id_classes": [0, 2, 3, 4, 5, 7, 8, 9],
-                    "ood_data": ["camvid_frames"],
+                    "id_classes": [0, 2, 3, 4, 5, 7, 8, 9],  # hat and shoes held out as near-OOD
+                    "ood_data": ["camvid_frames"],  # street scenes as far-OOD
+                    "knn_k": 20,  # ~250 train images per class here, vs 1,300 on ImageNet (k = 50)
                 },
                 {"kind": "hummingbird", "data": "camvid"},
                 {"kind": "overcluster", "data": "camvid"},
+                # batch 16 instead of 128: CamVid train has 367 images, 128 would give 75 steps in all
                 {"kind": "linear_seg", "data": "camvid", "batch_size": 16},
                 {"kind": "pictures", "data": "camvid"},
             ],

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset",
         default=_AUTO,
         choices=[_AUTO, *PRESETS],
-        help="config preset; auto: 'debug' for --data sample, else 'paper'",
+        help="config preset; auto: 'paper' on CUDA, 'debug' (small crops, cached views) on CPU",
     )
     parser.add_argument("--config", type=Path, help="JSON file with a full RasaConfig (overrides --preset)")
     parser.add_argument("--img-size", type=int, help="training / diagnostic crop size (default: backbone's)")
@@ -47,12 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=_AUTO, help="auto, cpu, cuda, cuda:1 ...")
 
 
-def build_config(args: argparse.Namespace) -> RasaConfig:
+def build_config(args: argparse.Namespace, device: torch.device) -> RasaConfig:
     """The preset (or --config file) with the command-line overrides applied."""
     if args.config is not None:
         cfg = RasaConfig.model_validate(json.loads(Path(args.config).read_text()))
     else:
-        name = args.preset if args.preset != _AUTO else ("debug" if str(args.data) == SAMPLE else "paper")
+        name = args.preset if args.preset != _AUTO else ("paper" if device.type == "cuda" else "debug")
         cfg = PRESETS[name]()
     updates = {
         "augment": {"img_size": args.img_size} if args.img_size else {},
@@ -82,20 +82,23 @@ def run(args: argparse.Namespace) -> int:
     from franca_core.models.pretrained import load_backbone
     from franca_core.rasa.pipeline import run_rasa
 
-    cfg = build_config(args)
-    backbone = load_backbone(args.backbone).to(_device(args.device))
+    device = _device(args.device)
+    cfg = build_config(args, device)
+    backbone = load_backbone(args.backbone).to(device)
     images = open_images(args.data, cfg.data.max_images)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
     report = run_rasa(backbone, images, cfg, args.out, str(args.backbone), str(args.data))
     b, a = report.before, report.after
-    print(f"RASA ({cfg.name}): {report.training.rounds_kept} planes kept of {report.training.rounds_run} rounds")
-    print(f"  probe R2   {b.probe.r2:7.3f} -> {a.probe.r2:7.3f}   (RMSE {b.probe.rmse_patches:.2f} -> "
-          f"{a.probe.rmse_patches:.2f} patches)")  # fmt: skip
+    t = report.training
+    print(f"RASA ({cfg.name}): {t.rounds_kept} planes kept of {t.rounds_run} rounds")
+    rmse = f"RMSE {b.probe.rmse_patches:.2f} -> {a.probe.rmse_patches:.2f} patches"
+    print(f"  probe R2   {b.probe.r2:7.3f} -> {a.probe.r2:7.3f}   ({rmse})")
     print(f"  entropy    {b.entropy.mean:7.3f} -> {a.entropy.mean:7.3f}")
     if report.knn is not None:
         k = report.knn
-        print(f"  k-NN top-1 {k.patch_mean_top1_before:6.1f}% -> {k.patch_mean_top1_after:6.1f}% (+-{k.stderr:.1f})")
+        before, after = k.patch_mean_top1_before, k.patch_mean_top1_after
+        print(f"  k-NN top-1 {before:6.1f}% -> {after:6.1f}% (+-{k.stderr:.1f})")
     if report.hummingbird is not None:
         h = report.hummingbird
         print(f"  Hummingbird mIoU {h.miou_before:6.1f} -> {h.miou_after:6.1f}")

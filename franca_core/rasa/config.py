@@ -1,4 +1,4 @@
-"""Typed configuration of RASA post-training (Franca, arXiv 2507.14137, §3.3 and supplement B; reference §7.2).
+"""Typed configuration of RASA post-training (Franca, arXiv 2507.14137, §3.3, supplement B; reference §7.2).
 
 Defaults are the official recipe (``rasa_franca.yml``: 9 rounds of 5 epochs, batch 128, AdamW lr 2e-4 with a
 cosine decay to 0, no weight decay, sigmoid output, RandomResizedCrop 518 with scale 0.25-1, colour jitter,
@@ -20,8 +20,8 @@ from franca_core.config.base import Frozen
 
 
 class AugmentConfig(Frozen):
-    """Training views (reference §7.2, ``train_rasa`` L187-230); position targets depend on the token index only,
-    so the geometric augmentations decorrelate image content from grid position."""
+    """Training views (reference §7.2, ``train_rasa`` L187-230). Position targets depend on the token index
+    only, so the geometric augmentations decorrelate image content from grid position."""
 
     img_size: int | None = Field(
         None, ge=1, description="Square crop size in pixels; None: the backbone's own size (official: 518)."
@@ -52,9 +52,9 @@ class TrainConfig(Frozen):
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay (official 0).")
     early_stop_min_gain: float | None = Field(
         0.01,
-        description="Stop when a round's probe lowers the held-out position MSE by less than this fraction "
-        "of the constant (0.5, 0.5) predictor's MSE, i.e. the position loss no longer decreases; that round's "
-        "plane is not kept. None: always run all rounds.",
+        description="Stop when a round's probe lowers the position MSE of the diagnostic views by less "
+        "than this fraction of the constant (0.5, 0.5) predictor's MSE, i.e. the position loss no longer "
+        "decreases; that round's plane is not kept. None: always run all rounds.",
     )
     seed: int = Field(400, description="Seed of the probe init and the batch order (official CLI default).")
 
@@ -70,6 +70,9 @@ class DataConfig(Frozen):
     )
     heldout_fraction: float = Field(
         0.3, gt=0.0, lt=1.0, description="Share of the images held out from RASA training for diagnostics."
+    )
+    diag_max_images: int = Field(
+        100, ge=1, description="At most this many held-out images, and as many training images, are measured."
     )
     diag_views_per_image: int = Field(
         4, ge=1, description="Seeded crops (no flips or colour) per image for the before/after diagnostics."
@@ -115,7 +118,7 @@ def paper() -> RasaConfig:
 
 
 def debug() -> RasaConfig:
-    """CPU flavour for a few photographs: cached views, many short epochs, a larger lr; same rounds and loss."""
+    """CPU flavour for a few photographs: cached views, many short epochs, larger lr; same rounds and loss."""
     return RasaConfig(
         name="debug",
         train=TrainConfig(epochs_per_round=60, batch_size=32, lr=2e-3),

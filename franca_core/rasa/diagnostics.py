@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,42 +49,50 @@ class ClusterEntropy:
         return len(self.entropies)
 
 
-def _flatten(tokens: Tensor, grid: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """tokens [M, N, D] -> (features [M * N, D] float64, targets [M * N, 2] float64)."""
-    m, n, d = tokens.shape
+def _chunks(tokens: Tensor, grid: tuple[int, int], images: int = 64) -> Iterator[tuple[Tensor, Tensor]]:
+    """(features [m * N, D] float64, targets [m * N, 2] float64) for chunks of m images of tokens [M, N, D]."""
+    n = tokens.shape[1]
     if n != grid[0] * grid[1]:
         raise ValueError(f"{n} tokens per image do not form a {grid[0]}x{grid[1]} grid")
-    targets = grid_positions(grid, torch.float64).repeat(m, 1)  # [N, 2] -> [M * N, 2]
-    return tokens.reshape(m * n, d).double(), targets
+    targets = grid_positions(grid, torch.float64)  # [N, 2]
+    for start in range(0, tokens.shape[0], images):
+        x = tokens[start : start + images].double()  # [m, N, D]
+        yield x.reshape(-1, x.shape[-1]), targets.repeat(x.shape[0], 1)
 
 
 def fit_position_probe(tokens: Tensor, grid: tuple[int, int], ridge: float = 1e-3) -> tuple[Tensor, Tensor]:
-    """Least squares (weight [D, 2], bias [2]) from tokens [M, N, D] to the grid coordinates.
+    """Least squares (weight [D, 2], bias [2]) from tokens [M, N, D] to the grid coordinates, float64.
 
-    The ridge penalty is ``ridge`` times the mean eigenvalue of the centred Gram matrix, so it is scale-free.
+    Sufficient statistics are accumulated over chunks of images; the ridge penalty is ``ridge`` times the mean
+    eigenvalue of the centred Gram matrix, so it does not depend on the feature scale.
     """
-    x, y = _flatten(tokens, grid)
-    x_mean, y_mean = x.mean(0), y.mean(0)
-    xc = x - x_mean  # [P, D]
-    gram = xc.T @ xc  # [D, D]
+    d = tokens.shape[-1]
+    count, sx, sy = 0, torch.zeros(d, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    xx, xy = torch.zeros(d, d, dtype=torch.float64), torch.zeros(d, 2, dtype=torch.float64)
+    for x, y in _chunks(tokens, grid):
+        count += x.shape[0]
+        sx, sy, xx, xy = sx + x.sum(0), sy + y.sum(0), xx + x.T @ x, xy + x.T @ y
+    x_mean, y_mean = sx / count, sy / count
+    gram = xx - count * torch.outer(x_mean, x_mean)  # centred XᵀX [D, D]
+    cross = xy - count * torch.outer(x_mean, y_mean)  # centred XᵀY [D, 2]
     penalty = ridge * float(torch.diagonal(gram).mean()) + 1e-12
-    weight = torch.linalg.solve(
-        gram + penalty * torch.eye(gram.shape[0], dtype=gram.dtype), xc.T @ (y - y_mean)
-    )
+    weight = torch.linalg.solve(gram + penalty * torch.eye(d, dtype=gram.dtype), cross)
     return weight, y_mean - x_mean @ weight
 
 
 def score_position_probe(weight: Tensor, bias: Tensor, tokens: Tensor, grid: tuple[int, int]) -> ProbeScore:
-    """MSE, RMSE (cells) and R² of the probe on tokens [M, N, D]."""
-    x, y = _flatten(tokens, grid)
-    err = x @ weight + bias - y  # [P, 2]
-    sse = (err**2).sum(0)
-    sst = ((y - y.mean(0)) ** 2).sum(0)
+    """MSE, RMSE (cells) and R² of the probe on tokens [M, N, D]; SST is taken around the targets' mean."""
+    sse = torch.zeros(2, dtype=torch.float64)
+    for x, y in _chunks(tokens, grid):
+        sse += ((x @ weight + bias - y) ** 2).sum(0)
+    targets = grid_positions(grid, torch.float64)
+    count = tokens.shape[0] * targets.shape[0]
+    sst = ((targets - targets.mean(0)) ** 2).sum(0) * tokens.shape[0]  # same grid in every image
     r2 = 1.0 - sse / sst
-    cells = torch.tensor([grid[0] - 1, grid[1] - 1], dtype=err.dtype).clamp(min=1)
+    cells = torch.tensor([grid[0] - 1, grid[1] - 1], dtype=torch.float64).clamp(min=1)
     return ProbeScore(
-        mse=float((err**2).mean()),
-        rmse_patches=float(((err * cells) ** 2).mean().sqrt()),
+        mse=float(sse.sum() / (2 * count)),
+        rmse_patches=float(((sse * cells**2).sum() / (2 * count)).sqrt()),
         r2=float(r2.mean()),
         r2_row=float(r2[0]),
         r2_col=float(r2[1]),

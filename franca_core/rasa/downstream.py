@@ -14,11 +14,12 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from franca_core.data.sources import CropsOfSourceDataset, ImageSource
+from franca_core.models.vision_transformer import VisionTransformer
 from franca_core.rasa.config import DiagnosticsConfig
 
 
@@ -49,7 +50,9 @@ class HummingbirdScores:
 
 
 @torch.no_grad()
-def _pooled(backbone: nn.Module, data: Dataset[tuple[Tensor, int]], fold: Tensor) -> tuple[Tensor, ...]:
+def _pooled(
+    backbone: VisionTransformer, data: Dataset[tuple[Tensor, int]], fold: Tensor
+) -> tuple[Tensor, ...]:
     """(CLS [M, D], mean patch [M, D], mean RASA patch [M, D], labels [M]) of a labelled image dataset."""
     device = next(backbone.parameters()).device
     cls, mean, mean_rasa, labels = [], [], [], []
@@ -64,7 +67,7 @@ def _pooled(backbone: nn.Module, data: Dataset[tuple[Tensor, int]], fold: Tensor
 
 
 def knn_before_after(
-    backbone: nn.Module, images: ImageSource, fold: Tensor, size: int, cfg: DiagnosticsConfig
+    backbone: VisionTransformer, images: ImageSource, fold: Tensor, size: int, cfg: DiagnosticsConfig
 ) -> KnnScores:
     """k-NN on crops of (at most ``cfg.knn_images``) images: CLS, and mean patch tokens before / after."""
     from franca_core.evaluation.knn import knn_accuracies
@@ -101,9 +104,9 @@ def knn_before_after(
 
 
 def hummingbird_before_after(
-    backbone: nn.Module, fold: Tensor, size: int, patch_size: int, cfg: DiagnosticsConfig
+    backbone: VisionTransformer, fold: Tensor, size: int, patch_size: int, cfg: DiagnosticsConfig
 ) -> HummingbirdScores:
-    """Hummingbird on sample mosaics with x_norm_patchtokens, then with the RASA tokens (same memory images)."""
+    """Hummingbird on sample mosaics with x_norm_patchtokens, then with the RASA tokens (same images)."""
     from franca_core.evaluation.features import BackboneFeatures, FeatureRequest
     from franca_core.evaluation.hummingbird import HummingbirdConfig, compute
     from franca_core.evaluation.sample_data import sample_mosaics

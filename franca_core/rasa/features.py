@@ -9,21 +9,22 @@ do not fit in memory). Both yield raw patch-token batches [B, N, D]; the rounds 
 from __future__ import annotations
 
 import csv
-from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import InterpolationMode, v2
 from tqdm.auto import tqdm
 
 from franca_core.data.augment import IMAGENET_MEAN, IMAGENET_STD, derive_seed
 from franca_core.data.sources import ImageFolderSource, ImageListSource, ImageSource, sample_images
+from franca_core.models.vision_transformer import VisionTransformer
 from franca_core.rasa.config import AugmentConfig
 
 Transform = Callable[[Image.Image], Tensor]
@@ -65,7 +66,7 @@ def _read_manifest(path: Path) -> list[Path]:
 
 
 def open_images(data: str | Path, max_images: int | None = None) -> ImageSource:
-    """``"sample"`` (the scikit-image photographs), an image folder, or a CSV / text manifest of image paths."""
+    """``"sample"`` (the scikit-image photographs), an image folder, or a CSV / text list of image paths."""
     source: ImageSource
     if str(data) == SAMPLE:
         source = sample_images()
@@ -80,12 +81,14 @@ def open_images(data: str | Path, max_images: int | None = None) -> ImageSource:
     return source
 
 
-def split_indices(n: int, heldout_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train, held-out) image indices, a seeded permutation; both parts are non-empty."""
+def split_indices(
+    n: int, heldout_fraction: float, seed: int, max_heldout: int | None = None
+) -> tuple[list[int], list[int]]:
+    """(train, held-out) image indices from a seeded permutation; both non-empty, held-out capped."""
     if n < 2:
         raise ValueError(f"RASA needs at least 2 images (one to train, one held out), got {n}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_held = min(n - 1, max(1, round(n * heldout_fraction)))
+    n_held = min(n - 1, max(1, round(n * heldout_fraction)), max_heldout or n)
     return sorted(order[n_held:]), sorted(order[:n_held])
 
 
@@ -126,7 +129,7 @@ def diagnostic_transform(size: int, scale: tuple[float, float] = (0.5, 1.0)) -> 
 
 
 class ViewsDataset(Dataset[Tensor]):
-    """``views`` augmented views of each image; view (i, v) of epoch e is a pure function of (seed, e, i, v)."""
+    """``views`` augmented views per image; view (i, v) of epoch e is a pure function of (seed, e, i, v)."""
 
     def __init__(self, images: ImageSource, transform: Transform, views: int, seed: int, epoch: int = 0):
         self.images, self.transform, self.views, self.seed, self.epoch = images, transform, views, seed, epoch
@@ -168,14 +171,18 @@ class Subset(Dataset[Image.Image]):
 
 # ------------------------------------------------------------------------------------------- features
 @torch.no_grad()  # not inference_mode: the cached tokens feed an autograd graph later
-def _patch_tokens(backbone: nn.Module, images: Tensor) -> tuple[Tensor, Tensor | None]:
+def _patch_tokens(backbone: VisionTransformer, images: Tensor) -> tuple[Tensor, Tensor | None]:
     """(x_norm_patchtokens [B, N, D], patch_token_rasa [B, N, D] or None) of one image batch."""
     out = backbone.forward_features(images)
     return out.x_norm_patchtokens, out.patch_token_rasa
 
 
 def extract_patch_tokens(
-    backbone: nn.Module, views: Dataset[Tensor], batch_size: int, num_workers: int = 0, desc: str = "features"
+    backbone: VisionTransformer,
+    views: Dataset[Tensor],
+    batch_size: int,
+    num_workers: int = 0,
+    desc: str = "features",
 ) -> tuple[Tensor, Tensor | None]:
     """(patch tokens [M, N, D], RASA tokens [M, N, D] if the backbone has a fold) float32 on the CPU."""
     device = next(backbone.parameters()).device
@@ -216,7 +223,7 @@ class CachedPatches:
 class StreamedPatches:
     """Fresh augmented views every epoch, through the frozen backbone (the official, uncached way)."""
 
-    backbone: nn.Module
+    backbone: VisionTransformer
     images: ImageSource
     transform: Transform
     seed: int

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from franca_core.models.vision_transformer import VisionTransformer
@@ -59,7 +58,7 @@ class RasaReport:
     files: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
-        """Headline keys first (probe_r2_before/after, entropy_before/after, rounds_run, ...), then details."""
+        """Headline keys first (probe_r2_before/after, entropy_before/after, rounds_run...), then details."""
         head = {
             "probe_r2_before": self.before.probe.r2,
             "probe_r2_after": self.after.probe.r2,
@@ -126,13 +125,18 @@ def _views(
 ) -> tuple[_Views, int, int]:
     """Patch features of the training views and diagnostic crops; also the two image counts."""
     dc = cfg.data
-    train_idx, held_idx = features.split_indices(len(images), dc.heldout_fraction, dc.seed)
+    train_idx, held_idx = features.split_indices(
+        len(images), dc.heldout_fraction, dc.seed, dc.diag_max_images
+    )
     train_imgs, held_imgs = features.Subset(images, train_idx), features.Subset(images, held_idx)
+    measured = features.Subset(images, train_idx[: dc.diag_max_images])  # diagnostic crops of training images
     augment = features.train_transform(cfg.augment, size)
     batches: features.PatchBatches
     if dc.cache_features:
         views = features.ViewsDataset(train_imgs, augment, dc.views_per_image, dc.seed)
-        tokens, _ = features.extract_patch_tokens(backbone, views, dc.batch_size, dc.num_workers, "train views")
+        tokens, _ = features.extract_patch_tokens(
+            backbone, views, dc.batch_size, dc.num_workers, "train views"
+        )
         batches, n_views = features.CachedPatches(tokens), tokens.shape[0]
     else:
         batches = features.StreamedPatches(backbone, train_imgs, augment, dc.seed, dc.num_workers)
@@ -140,9 +144,11 @@ def _views(
     diag = features.diagnostic_transform(size)
     diag_tokens = [
         features.extract_patch_tokens(
-            backbone, features.ViewsDataset(imgs, diag, dc.diag_views_per_image, dc.seed + 1 + k), dc.batch_size
+            backbone,
+            features.ViewsDataset(imgs, diag, dc.diag_views_per_image, dc.seed + 1 + k),
+            dc.batch_size,
         )[0]
-        for k, imgs in enumerate((train_imgs, held_imgs))
+        for k, imgs in enumerate((measured, held_imgs))
     ]
     return _Views(batches, n_views, *diag_tokens), len(train_idx), len(held_idx)
 
@@ -155,7 +161,7 @@ def run_rasa(
     backbone_name: str = "",
     data_name: str = "",
 ) -> RasaReport:
-    """Train RASA on ``images`` with the frozen ``backbone``, attach the folded map to it, write the outputs."""
+    """Train RASA on ``images`` with the frozen ``backbone``, attach the folded map, write the outputs."""
     backbone.eval().requires_grad_(False)
     device = next(backbone.parameters()).device
     size = cfg.augment.img_size or backbone.patch_embed.img_size
@@ -172,9 +178,22 @@ def run_rasa(
     hbird = downstream.hummingbird_before_after(backbone, fold, size, patch, d) if d.hummingbird else None
     files = _write_outputs(backbone, training, before, after, out_dir)
     report = RasaReport(
-        cfg, backbone_name, data_name, size, grid, backbone.embed_dim, n_train, n_held, views.n_train_views,
-        training, before, after, knn, hbird, files,
-    )  # fmt: skip
+        config=cfg,
+        backbone=backbone_name,
+        data=data_name,
+        img_size=size,
+        grid=grid,
+        dim=backbone.embed_dim,
+        train_images=n_train,
+        heldout_images=n_held,
+        train_views=views.n_train_views,
+        training=training,
+        before=before,
+        after=after,
+        knn=knn,
+        hummingbird=hbird,
+        files=files,
+    )
     (out_dir / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return report
 

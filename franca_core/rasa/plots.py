@@ -10,10 +10,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: set before pyplot is imported
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from franca_core.rasa.diagnostics import ClusterEntropy  # noqa: E402
-from franca_core.rasa.train import RoundRecord  # noqa: E402
+from franca_core.rasa.diagnostics import ClusterEntropy
+from franca_core.rasa.train import RoundRecord
 
 _SHOWN_CLUSTERS = 4
 

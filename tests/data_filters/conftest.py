@@ -48,6 +48,7 @@ def url_file(tmp_path_factory: pytest.TempPathFactory, cases: list[Case], loopba
             "url": [c.url(loopback.base_url) for c in cases],
             "caption": [f"caption of {c.name}" for c in cases],
             "punsafe": [c.punsafe for c in cases],
+            "similarity": [round(0.2 + 0.01 * i, 2) for i in range(len(cases))],  # LAION metadata, carried
         }
     )
     frame.to_parquet(path, index=False)

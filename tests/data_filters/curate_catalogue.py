@@ -98,10 +98,13 @@ class Case:
 
 def catalogue() -> list[Case]:
     """Every bad input of issue 5, plus images that must be kept, in URL-list order."""
+    return [*_images_and_duplicates(), *_bad_images(), *_bad_downloads_and_rows()]
+
+
+def _images_and_duplicates() -> list[Case]:
     rocket = jpeg(rgb("rocket"))
     immuno = rgb("immunohistochemistry")
     coffee = rgb("coffee")
-    gravel = jpeg(rgb("gravel"))
     return [
         Case("astronaut.jpg", None, jpeg(rgb("astronaut"))),
         Case("camera_grey.jpg", None, jpeg(photo("camera"))),
@@ -121,6 +124,12 @@ def catalogue() -> list[Case]:
         Case("logo_rgba.png", None, png(photo("logo")), content_type="image/png"),
         Case("coins_clock.gif", None, animated_gif(("coins", "clock"), (300, 240)), content_type="image/gif"),
         Case("page_rotated.jpg", None, rotated_jpeg("page")),
+    ]
+
+
+def _bad_images() -> list[Case]:
+    gravel = jpeg(rgb("gravel"))
+    return [
         Case(
             "tiny.png",
             Reason.TOO_SMALL,
@@ -136,6 +145,11 @@ def catalogue() -> list[Case]:
         Case("truncated.jpg", Reason.DECODE_ERROR, gravel[: len(gravel) // 2]),
         Case("page.html.jpg", Reason.DECODE_ERROR, b"<!doctype html><html><body>not an image</body></html>"),
         Case("empty.jpg", Reason.DECODE_ERROR, b""),
+    ]
+
+
+def _bad_downloads_and_rows() -> list[Case]:
+    return [
         Case("missing.jpg", Reason.DOWNLOAD_FAILED, status=404),
         Case("error.jpg", Reason.DOWNLOAD_FAILED, status=500),
         Case("slow.jpg", Reason.DOWNLOAD_FAILED, jpeg(rgb("brick")), delay_s=5.0),

@@ -53,6 +53,16 @@ def test_curate_a_folder_with_an_eval_set(
     assert sorted(p.name for p in (out / "shards").glob("*.tar")) == ["00000.tar"]
 
 
+def test_runs_on_a_cluster_given_by_address(folder: Path, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        args = ["curate", "--urls", str(folder), "--out", str(tmp_path / "out"), "--no-progress"]
+        assert main([*args, "--dask", cluster.scheduler_address, "--nsfw-detector", "none"]) == 0
+    manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    assert manifest["nsfw_opennsfw"].isna().all() and (manifest["status"] == "kept").sum() == 3
+
+
 def test_malformed_url_file_is_refused_with_a_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -75,6 +75,7 @@ def test_hashes_sizes_and_scores_recorded(end_to_end: EndToEnd) -> None:
     assert (rotated["width"], rotated["height"]) == (384, 191)  # EXIF orientation applied
     assert manifest.loc[hashed, "nsfw_opennsfw"].between(0, 1).all()
     assert manifest["nsfw_clip"].isna().all()
+    assert manifest.columns[-1] == "similarity" and manifest["similarity"].notna().all()
     assert manifest.loc[manifest["url"].str.endswith("/grass_unsafe.jpg"), "nsfw_punsafe"].iloc[0] == 0.93
 
 
@@ -113,6 +114,7 @@ def test_kept_shards_hold_exactly_the_kept_rows(end_to_end: EndToEnd) -> None:
         files = samples[f"{row.shard}/{row.key}"]
         meta = json.loads(files["json"])
         assert meta["url"] == row.url and meta["row_id"] == row.row_id
+        assert meta["similarity"] == row.similarity  # input metadata travels with the sample
         assert files["txt"].decode() == row.caption
         image_ext = next(e for e in files if e in ("jpg", "png"))
         image = Image.open(io.BytesIO(files[image_ext]))

@@ -90,6 +90,14 @@ def test_non_numeric_punsafe_is_refused(tmp_path: Path) -> None:
         load_source(path)
 
 
+def test_laion_column_names_and_extra_columns(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"URL": GOOD, "TEXT": ["a", "b"], "similarity": [0.3, 0.4], "status": ["x", "y"]})
+    rows = load_source(_write(tmp_path / "laion.parquet", frame), url_col="URL", caption_col="TEXT")
+    assert rows.frame["url"].tolist() == GOOD and rows.frame["caption"].tolist() == ["a", "b"]
+    assert rows.extra.columns.tolist() == ["similarity", "input_status"]  # no clash with manifest names
+    assert not rows.has_punsafe and rows.frame["punsafe"].isna().all()
+
+
 def test_malformed_urls_and_duplicate_rows_are_classified(tmp_path: Path) -> None:
     urls = [
         GOOD[0],
@@ -149,6 +157,15 @@ def test_curate_refuses_a_bad_file_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="missing the 'url' column"):
         curate(CurateConfig(source=path, out_dir=out, progress=False))
     assert not out.exists()
+
+
+def test_a_list_of_only_refused_rows_still_finishes(tmp_path: Path) -> None:
+    urls = ["not a url", "ftp://example.org/a.jpg", "not a url"]
+    path = _write(tmp_path / "urls.jsonl", pd.DataFrame({"url": urls}))
+    result = curate(CurateConfig(source=path, out_dir=tmp_path / "out", progress=False))
+    manifest = pd.read_parquet(result.manifest_path)
+    assert manifest["reason"].tolist() == ["malformed_url"] * 3
+    assert (result.n_in, result.n_kept, result.shard_paths) == (3, 0, ())
 
 
 def test_reason_order_is_documented() -> None:

@@ -90,8 +90,11 @@ def test_random_backbone_runs_every_evaluator(tiny_backbone: torch.nn.Module, ou
     assert m["pictures"]["attention"] is True
     for plot in m["knn"]["plots"] + m["pictures"]["plots"]:
         assert (out_dir / plot).stat().st_size > 1000
-    # the random backbone is far from the oracle on the dense task
-    assert results["hummingbird"].headline()["mIoU"] < 85.0
+    # Near chance (10 classes) on image-level tasks: with LayerScale 1e-5 a random Franca block barely
+    # changes the tokens, so the CLS token hardly depends on the image.
+    assert results["knn"].headline()["top1@k5"] < 40.0 and results["logreg"].headline()["top1"] < 40.0
+    # Dense tasks keep what a random patch projection keeps (colour), but stay far below the oracle.
+    assert results["hummingbird"].headline()["mIoU"] < 70.0
 
 
 def write_suite(path: Path, suite: SuiteConfig) -> Path:

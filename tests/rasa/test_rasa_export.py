@@ -35,7 +35,9 @@ def one_by_one(x: Tensor, head: RASAHead) -> Tensor:
 
 
 @pytest.fixture(scope="module")
-def trained(positional_backbone: Callable[..., VisionTransformer]) -> tuple[VisionTransformer, RASAHead, Tensor]:
+def trained(
+    positional_backbone: Callable[..., VisionTransformer],
+) -> tuple[VisionTransformer, RASAHead, Tensor]:
     """A tiny positional ViT, a head trained on its patch tokens, and a batch of images."""
     model = positional_backbone(dim=32, depth=1, img_size=56, amplitude=3.0)
     images = torch.randn(24, 3, 56, 56, generator=torch.Generator().manual_seed(0))
@@ -45,7 +47,9 @@ def trained(positional_backbone: Callable[..., VisionTransformer]) -> tuple[Visi
     return model, head, images[:4]
 
 
-def test_folded_forward_features_equals_rounds_one_by_one(trained: tuple[VisionTransformer, RASAHead, Tensor]) -> None:
+def test_folded_forward_features_equals_rounds_one_by_one(
+    trained: tuple[VisionTransformer, RASAHead, Tensor],
+) -> None:
     model, head, images = trained
     model = model.double()
     model.attach_rasa(head)
@@ -64,7 +68,9 @@ def test_folded_forward_features_equals_rounds_one_by_one(trained: tuple[VisionT
     model.float()
 
 
-def test_exported_backbone_round_trip(tmp_path: Path, trained: tuple[VisionTransformer, RASAHead, Tensor]) -> None:
+def test_exported_backbone_round_trip(
+    tmp_path: Path, trained: tuple[VisionTransformer, RASAHead, Tensor]
+) -> None:
     model, head, images = trained
     path = export_folded_backbone(model, head, tmp_path / "backbone_rasa.safetensors")
     loaded = load_folded_backbone(path)

@@ -1,0 +1,125 @@
+"""Fixtures for the engine tests: a tiny config that trains in milliseconds per step, and real images.
+
+The images are the scikit-image photographs (``sample_images``), written as a folder or as webdataset
+shards plus a curation-style manifest, so every data path is tested on real decodable files.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from franca_core.config import PRESETS, PretrainConfig, apply_overrides
+from franca_core.data.shards import write_tar_shard
+from franca_core.data.sources import sample_images
+
+REPO = Path(__file__).resolve().parents[2]
+
+TINY = (
+    "backbone.embed_dim=32",
+    "backbone.depth=2",
+    "backbone.num_heads=2",
+    "heads.n_levels=2",
+    "heads.hidden_dim=32",
+    "heads.dino_bottleneck=16",
+    "heads.ibot_bottleneck=16",
+    "heads.dino_prototypes=64",
+    "heads.ibot_prototypes=64",
+    "crops.global_size=42",
+    "crops.local_size=28",
+    "crops.n_local=2",
+    "data.batch_size_per_rank=4",
+    "data.max_short_side=64",
+    "optim.total_iters=20",
+    "optim.warmup_iters=2",
+    "optim.freeze_last_layer_iters=2",
+    "teacher.temp_warmup_iters=5",
+    "runtime.checkpoint_every=2",
+    "runtime.log_every=1",
+)
+
+
+def tiny_overrides(*extra: str) -> list[str]:
+    """Overrides of the debug preset giving a 2-block, 32-wide ViT on 42 px crops."""
+    return [*TINY, *extra]
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> Callable[..., PretrainConfig]:
+    def make(*extra: str) -> PretrainConfig:
+        return apply_overrides(PRESETS["debug"](), tiny_overrides(*extra))
+
+    return make
+
+
+def _small_jpegs(n: int) -> list[tuple[str, bytes]]:
+    out = []
+    for i, img in enumerate(sample_images().images[:n]):
+        small = img.copy()
+        small.thumbnail((96, 96))
+        buffer = io.BytesIO()
+        small.save(buffer, format="JPEG", quality=90)
+        out.append((f"{i:06d}", buffer.getvalue()))
+    return out
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 real photographs (thumbnails) as JPEG files in nested folders."""
+    root = tmp_path_factory.mktemp("images")
+    for i, (key, payload) in enumerate(_small_jpegs(12)):
+        sub = root / f"part{i % 2}"
+        sub.mkdir(exist_ok=True)
+        (sub / f"{key}.jpg").write_bytes(payload)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A curation-like output: shards/0000{0,1,2}.tar (jpg + json members) and manifest.parquet.
+
+    The manifest marks two keys as dropped (they are still in the tars) and one payload is corrupt.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path_factory.mktemp("curated")
+    images = _small_jpegs(15)
+    images[7] = (images[7][0], b"not an image")
+    rows = []
+    for shard in range(3):
+        members = []
+        for key, payload in images[shard * 5 : shard * 5 + 5]:
+            members += [(key, payload, "jpg"), (key, b'{"caption": "x"}', "json")]
+            dropped = key in ("000003", "000011")
+            rows.append({"key": key, "shard": f"{shard:05d}", "status": "dropped" if dropped else "kept"})
+        write_tar_shard(root / "shards" / f"{shard:05d}.tar", members)
+    pq.write_table(pa.Table.from_pylist(rows), root / "manifest.parquet")
+    return root
+
+
+def make_image(color: tuple[int, int, int]) -> Image.Image:
+    return Image.new("RGB", (64, 48), color)
+
+
+def franca_cli(
+    args: Sequence[str], env: dict[str, str] | None = None, **kwargs: object
+) -> subprocess.Popen[str]:
+    """Start ``python -m franca_core.cli ARGS`` from the repository root (one thread, no progress bar)."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "franca_core.cli", *args],
+        cwd=REPO,
+        env=full_env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kwargs,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,105 @@
+"""Exact resume: a run killed with SIGKILL anywhere, then rerun, ends bitwise equal to an uninterrupted one.
+
+The runs are real ``franca pretrain`` processes (tiny ViT, real photographs, checkpoint every 2 steps).
+One kill lands at a random step, one while a checkpoint is being written, and before the final rerun
+the newest checkpoint is truncated, which the engine must detect by its digest and skip.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from franca_core.tracking import read_jsonl_metrics
+from franca_core.train.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
+
+from .conftest import franca_cli, tiny_overrides
+
+MAX_STEPS = 14
+
+
+def command(run_dir: Path) -> list[str]:
+    return [
+        "pretrain",
+        "--config",
+        "debug",
+        "--run-dir",
+        str(run_dir),
+        "--max-steps",
+        str(MAX_STEPS),
+        "--no-progress",
+        *tiny_overrides("data.source=sample_images", "data.max_short_side=96"),
+    ]
+
+
+def run_to_end(run_dir: Path) -> None:
+    process = franca_cli(command(run_dir))
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+
+
+def last_logged_step(run_dir: Path) -> int:
+    path = run_dir / "metrics.jsonl"
+    return max((int(r["step"]) for r in read_jsonl_metrics(path)), default=0) if path.exists() else 0
+
+
+def kill_when(run_dir: Path, condition: Any) -> None:
+    """Start the run and SIGKILL it as soon as ``condition(run_dir)`` holds (it must not finish first)."""
+    process = franca_cli(command(run_dir))
+    deadline = time.monotonic() + 300
+    while not condition(run_dir):
+        assert process.poll() is None, f"run ended before the kill: {process.communicate()[1][-2000:]}"
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+
+
+def writing_a_checkpoint(run_dir: Path) -> bool:
+    directory = checkpoint_dir(run_dir)
+    return directory.exists() and any(p.name.endswith(".tmp") for p in directory.iterdir())
+
+
+def assert_identical(a: Any, b: Any, where: str) -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_identical(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_identical(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.slow
+def test_sigkill_anywhere_then_rerun_equals_the_uninterrupted_run(tmp_path: Path) -> None:
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    run_to_end(reference)
+
+    target = random.Random().randint(2, MAX_STEPS - 4)  # a random step, different on every test run
+    kill_when(interrupted, lambda d: last_logged_step(d) >= target)
+    kill_when(interrupted, writing_a_checkpoint)  # mid-write: a temporary file, no digest yet
+    saved = list_checkpoints(interrupted)
+    assert saved, "no checkpoint survived the kills"
+    newest = saved[-1][1]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated: must be skipped
+    run_to_end(interrupted)
+
+    final = f"checkpoints/model_{MAX_STEPS:07d}.pt"
+    a, b = load_checkpoint(reference / final), load_checkpoint(interrupted / final)
+    for part in ("student", "teacher", "objective", "optimizer", "rng"):
+        assert_identical(getattr(a, part), getattr(b, part), part)
+    assert a.data == b.data and a.step == b.step == MAX_STEPS
+    losses = [[r["loss"] for r in read_jsonl_metrics(d / "metrics.jsonl")] for d in (reference, interrupted)]
+    assert losses[0] == losses[1] and len(losses[0]) == MAX_STEPS
