@@ -3,7 +3,8 @@ deduplicated, NSFW-filtered webdataset shards and a manifest with a reason for e
 
 No Prefect and no MLflow here. The whole stage is ``curate(CurateConfig(...)) -> CurateResult``;
 the per-shard units an orchestrator can fan out are ``fetch``, ``inspect_shard``,
-``score_nsfw_shard``, ``deduplicate`` and ``write_kept_shard``. Names are imported lazily so that
+``score_nsfw_shard``, ``deduplicate`` and ``write_kept_shard``; ``shard_files`` says where the
+per-shard results must go for ``curate`` to reuse them. Names are imported lazily so that
 ``import data_filters.config`` stays light (Dask, torch and img2dataset load only when used).
 """
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from data_filters.inspection import inspect_shard
     from data_filters.neardup import brute_force_pairs, build_index, search, search_self
     from data_filters.nsfw import score_nsfw_shard
-    from data_filters.pipeline import CurateResult, curate
+    from data_filters.pipeline import CurateResult, curate, shard_files
     from data_filters.reasons import Reason, Status
     from data_filters.sources import InputFileError, load_source
     from data_filters.writer import write_kept_shard
@@ -39,6 +40,7 @@ _EXPORTS = {
     "score_nsfw_shard": "data_filters.nsfw",
     "CurateResult": "data_filters.pipeline",
     "curate": "data_filters.pipeline",
+    "shard_files": "data_filters.pipeline",
     "Reason": "data_filters.reasons",
     "Status": "data_filters.reasons",
     "InputFileError": "data_filters.sources",
@@ -64,6 +66,7 @@ __all__ = [
     "score_nsfw_shard",
     "search",
     "search_self",
+    "shard_files",
     "write_kept_shard",
 ]
 

@@ -91,8 +91,8 @@ def _run_stages(
     fetched = fetch(rows, workdir, config)
     clock.record("download", since, len(fetched.shards), "shards", fetched.reused)
     shards = list(fetched.shards)
-    files = _inspect(client, shards, workdir, config, clock)
-    files = _score(client, shards, files, workdir, config, clock)
+    files = _inspect(client, shards, config, clock)
+    files = _score(client, shards, files, config, clock)
     since = clock.now()
     eval_labels, eval_index = _eval_index(client, config)
     drops = _dedup(client, files, rows, config, eval_index)
@@ -102,14 +102,29 @@ def _run_stages(
     return manifest, written
 
 
+def shard_files(config: CurateConfig, shard_name: str) -> ShardFiles:
+    """Where ``curate`` keeps one shard's inspection and detector scores (its resume files).
+
+    An orchestrator fanning out ``inspect_shard`` / ``score_nsfw_shard`` per shard should write
+    to these paths, so that a later ``curate`` on the same directory reuses the results.
+    """
+    workdir = WorkDir(config.out_dir)
+    inspection = workdir.stage_dir("inspect", fingerprint(config.integrity)) / f"{shard_name}.parquet"
+    nsfw = config.nsfw
+    if nsfw.resolved_detector == "none":
+        return ShardFiles(shard_name, inspection, None)
+    identity = f"{nsfw.resolved_detector}|{nsfw.clip_model}|{nsfw.clip_head}|{nsfw.clip_arch}"
+    scores = workdir.stage_dir("nsfw", fingerprint(config.integrity, identity)) / f"{shard_name}.parquet"
+    return ShardFiles(shard_name, inspection, scores)
+
+
 def _inspect(
-    client: Client, shards: list[ShardRef], workdir: WorkDir, config: CurateConfig, clock: StageClock
+    client: Client, shards: list[ShardRef], config: CurateConfig, clock: StageClock
 ) -> list[ShardFiles]:
     since = clock.now()
-    folder = workdir.stage_dir("inspect", fingerprint(config.integrity))
-    outputs = [folder / f"{s.name}.parquet" for s in shards]
+    jobs = [(s, shard_files(config, s.name).inspection_path) for s in shards]
     done: list[ShardInspection] = map_with_progress(
-        client, _inspect_task, list(zip(shards, outputs)), "inspect", config.progress, config=config
+        client, _inspect_task, jobs, "inspect", config.progress, config=config
     )
     clock.record("inspect", since, sum(d.n_rows for d in done), "rows", sum(d.reused for d in done))
     return [ShardFiles(s.name, d.path, None) for s, d in zip(shards, done)]
@@ -120,20 +135,12 @@ def _inspect_task(job: tuple[ShardRef, Path], config: CurateConfig) -> ShardInsp
 
 
 def _score(
-    client: Client,
-    shards: list[ShardRef],
-    files: list[ShardFiles],
-    workdir: WorkDir,
-    config: CurateConfig,
-    clock: StageClock,
+    client: Client, shards: list[ShardRef], files: list[ShardFiles], config: CurateConfig, clock: StageClock
 ) -> list[ShardFiles]:
-    nsfw = config.nsfw
-    if nsfw.resolved_detector == "none":
+    if config.nsfw.resolved_detector == "none":
         return files
     since = clock.now()
-    identity = f"{nsfw.resolved_detector}|{nsfw.clip_model}|{nsfw.clip_head}|{nsfw.clip_arch}"
-    folder = workdir.stage_dir("nsfw", fingerprint(config.integrity, identity))
-    jobs = [(s, f.inspection_path, folder / f"{s.name}.parquet") for s, f in zip(shards, files)]
+    jobs = [(s, f.inspection_path, shard_files(config, s.name).nsfw_path) for s, f in zip(shards, files)]
     done: list[NsfwShardScores] = map_with_progress(
         client, _score_task, jobs, "nsfw", config.progress, config=config
     )

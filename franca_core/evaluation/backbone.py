@@ -95,7 +95,9 @@ def parse_backbone_spec(spec: str, arch: str | None) -> tuple[str | None, Path |
     return spec, None
 
 
-def _build(name: str | None, weights: Path | None, rasa: Path | None, img_size: int | None) -> nn.Module:
+def _build(
+    name: str | None, weights: Path | None, rasa: Path | None, img_size: int | None, num_heads: int | None
+) -> nn.Module:
     from franca_core import hub
 
     if name is not None:
@@ -105,7 +107,7 @@ def _build(name: str | None, weights: Path | None, rasa: Path | None, img_size: 
     from franca_core.models.pretrained import load_rasa_head
 
     assert weights is not None
-    model = load_file(weights, img_size=img_size)
+    model = load_file(weights, img_size=img_size, num_heads=num_heads)
     if rasa is not None:
         model.attach_rasa(load_rasa_head(rasa))
     return model
@@ -117,15 +119,19 @@ def load_backbone(
     rasa_weights: str | None = None,
     img_size: int | None = None,
     device: str | torch.device = "cpu",
+    num_heads: int | None = None,
 ) -> LoadedBackbone:
     """A backbone by hub name (random init), ``NAME=FILE`` or a checkpoint file, in eval mode.
 
     Files go through ``franca_core.hub.load`` when a name is known, else through
-    ``franca_core.models.pretrained.load_backbone``, which infers the architecture from the tensors.
+    ``franca_core.models.pretrained.load_backbone``, which infers the architecture from the tensors;
+    official-layout files carry no head count (head_dim 64 is assumed): pass ``num_heads`` for custom sizes.
     """
     name, weights = parse_backbone_spec(spec, arch)
     rasa = Path(rasa_weights) if rasa_weights else None
-    model = _build(name, weights, rasa, img_size).to(device).eval()
+    if num_heads is not None and name is not None:
+        raise ValueError("num_heads applies to bare checkpoint files; a hub name fixes the head count")
+    model = _build(name, weights, rasa, img_size, num_heads).to(device).eval()
     if weights is None:
         identity = parameters_identity(model)  # random init: its values are the identity
     else:

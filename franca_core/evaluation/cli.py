@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rasa-weights", help="official RASA head file (adds patch_token_rasa)")
     parser.add_argument("--img-size", type=int, help="image size the backbone is built for (pos-embed grid)")
     parser.add_argument(
+        "--num-heads", type=int, help="attention heads of a bare custom-size file (default D/64)"
+    )
+    parser.add_argument(
         "--suite", default="quick", help=f"built-in suite {sorted(BUILTIN_SUITES)} or a YAML file"
     )
     parser.add_argument("--out", type=Path, help="output folder for results.json and plots/")
@@ -75,7 +78,7 @@ def _source(
         return LabelOracleFeatures(), None, "label oracle (one-hot ground truth)"
     from franca_core.evaluation.backbone import load_backbone
 
-    loaded = load_backbone(args.backbone, args.arch, args.rasa_weights, args.img_size, device)
+    loaded = load_backbone(args.backbone, args.arch, args.rasa_weights, args.img_size, device, args.num_heads)
     cache = None if args.no_cache else (args.cache_dir or args.out / "feature_cache")
     source = BackboneFeatures(
         loaded.model,

@@ -50,7 +50,7 @@ class ClusterEntropy:
 
 
 def _chunks(tokens: Tensor, grid: tuple[int, int], images: int = 64) -> Iterator[tuple[Tensor, Tensor]]:
-    """(features [m * N, D] float64, targets [m * N, 2] float64) for chunks of m images of tokens [M, N, D]."""
+    """(features [m * N, D], targets [m * N, 2]) in float64, for chunks of m images of tokens [M, N, D]."""
     n = tokens.shape[1]
     if n != grid[0] * grid[1]:
         raise ValueError(f"{n} tokens per image do not form a {grid[0]}x{grid[1]} grid")

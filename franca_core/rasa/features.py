@@ -171,10 +171,11 @@ class Subset(Dataset[Image.Image]):
 
 # ------------------------------------------------------------------------------------------- features
 @torch.no_grad()  # not inference_mode: the cached tokens feed an autograd graph later
-def _patch_tokens(backbone: VisionTransformer, images: Tensor) -> tuple[Tensor, Tensor | None]:
-    """(x_norm_patchtokens [B, N, D], patch_token_rasa [B, N, D] or None) of one image batch."""
-    out = backbone.forward_features(images)
-    return out.x_norm_patchtokens, out.patch_token_rasa
+def _patch_tokens(backbone: VisionTransformer, images: Tensor) -> Tensor:
+    """x_norm_patchtokens [B, N, D] float32 of an image batch (computed in bf16 on CUDA)."""
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=images.device.type == "cuda"):
+        out = backbone.forward_features(images)
+    return out.x_norm_patchtokens.float()
 
 
 def extract_patch_tokens(
@@ -183,17 +184,13 @@ def extract_patch_tokens(
     batch_size: int,
     num_workers: int = 0,
     desc: str = "features",
-) -> tuple[Tensor, Tensor | None]:
-    """(patch tokens [M, N, D], RASA tokens [M, N, D] if the backbone has a fold) float32 on the CPU."""
+) -> Tensor:
+    """x_norm_patchtokens [M, N, D] of every view, float32 on the CPU, in dataset order."""
     device = next(backbone.parameters()).device
     loader = DataLoader(views, batch_size=batch_size, num_workers=num_workers, shuffle=False)
-    plain, rasa = [], []
-    for images in tqdm(loader, desc=desc, leave=False):
-        x, x_rasa = _patch_tokens(backbone, images.to(device))
-        plain.append(x.float().cpu())
-        if x_rasa is not None:
-            rasa.append(x_rasa.float().cpu())
-    return torch.cat(plain), (torch.cat(rasa) if rasa else None)
+    return torch.cat(
+        [_patch_tokens(backbone, images.to(device)).cpu() for images in tqdm(loader, desc=desc, leave=False)]
+    )
 
 
 class PatchBatches(Protocol):
@@ -239,7 +236,7 @@ class StreamedPatches:
         )
         device = next(self.backbone.parameters()).device
         for images in loader:
-            yield _patch_tokens(self.backbone, images.to(device))[0].float()
+            yield _patch_tokens(self.backbone, images.to(device))
 
 
 __all__ = [

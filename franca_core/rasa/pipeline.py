@@ -134,9 +134,7 @@ def _views(
     batches: features.PatchBatches
     if dc.cache_features:
         views = features.ViewsDataset(train_imgs, augment, dc.views_per_image, dc.seed)
-        tokens, _ = features.extract_patch_tokens(
-            backbone, views, dc.batch_size, dc.num_workers, "train views"
-        )
+        tokens = features.extract_patch_tokens(backbone, views, dc.batch_size, dc.num_workers, "train views")
         batches, n_views = features.CachedPatches(tokens), tokens.shape[0]
     else:
         batches = features.StreamedPatches(backbone, train_imgs, augment, dc.seed, dc.num_workers)
@@ -147,7 +145,7 @@ def _views(
             backbone,
             features.ViewsDataset(imgs, diag, dc.diag_views_per_image, dc.seed + 1 + k),
             dc.batch_size,
-        )[0]
+        )
         for k, imgs in enumerate((measured, held_imgs))
     ]
     return _Views(batches, n_views, *diag_tokens), len(train_idx), len(held_idx)

@@ -123,3 +123,15 @@ def franca_cli(
         stderr=subprocess.PIPE,
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+@pytest.fixture(scope="session")
+def cli() -> Callable[..., subprocess.Popen[str]]:
+    """:func:`franca_cli`: start the ``franca`` command in a subprocess."""
+    return franca_cli
+
+
+@pytest.fixture(scope="session")
+def tiny_args() -> Callable[..., list[str]]:
+    """:func:`tiny_overrides`: the tiny-config overrides as command-line ``key=value`` pairs."""
+    return tiny_overrides

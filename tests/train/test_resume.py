@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,13 @@ import torch
 from franca_core.tracking import read_jsonl_metrics
 from franca_core.train.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
 
-from .conftest import franca_cli, tiny_overrides
-
 MAX_STEPS = 14
 
 
-def command(run_dir: Path) -> list[str]:
+Launcher = Callable[..., subprocess.Popen[str]]
+
+
+def command(run_dir: Path, tiny_args: Callable[..., list[str]]) -> list[str]:
     return [
         "pretrain",
         "--config",
@@ -34,13 +37,13 @@ def command(run_dir: Path) -> list[str]:
         "--max-steps",
         str(MAX_STEPS),
         "--no-progress",
-        *tiny_overrides("data.source=sample_images", "data.max_short_side=96"),
+        *tiny_args("data.source=sample_images", "data.max_short_side=96"),
     ]
 
 
-def run_to_end(run_dir: Path) -> None:
-    process = franca_cli(command(run_dir))
-    out, err = process.communicate(timeout=300)
+def run_to_end(cli: Launcher, args: list[str]) -> None:
+    process = cli(args)
+    _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]
 
 
@@ -49,9 +52,9 @@ def last_logged_step(run_dir: Path) -> int:
     return max((int(r["step"]) for r in read_jsonl_metrics(path)), default=0) if path.exists() else 0
 
 
-def kill_when(run_dir: Path, condition: Any) -> None:
+def kill_when(cli: Launcher, args: list[str], run_dir: Path, condition: Callable[[Path], bool]) -> None:
     """Start the run and SIGKILL it as soon as ``condition(run_dir)`` holds (it must not finish first)."""
-    process = franca_cli(command(run_dir))
+    process = cli(args)
     deadline = time.monotonic() + 300
     while not condition(run_dir):
         assert process.poll() is None, f"run ended before the kill: {process.communicate()[1][-2000:]}"
@@ -83,18 +86,21 @@ def assert_identical(a: Any, b: Any, where: str) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_anywhere_then_rerun_equals_the_uninterrupted_run(tmp_path: Path) -> None:
+def test_sigkill_anywhere_then_rerun_equals_the_uninterrupted_run(
+    tmp_path: Path, cli: Launcher, tiny_args: Callable[..., list[str]]
+) -> None:
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    run_to_end(reference)
+    run_to_end(cli, command(reference, tiny_args))
+    args = command(interrupted, tiny_args)
 
     target = random.Random().randint(2, MAX_STEPS - 4)  # a random step, different on every test run
-    kill_when(interrupted, lambda d: last_logged_step(d) >= target)
-    kill_when(interrupted, writing_a_checkpoint)  # mid-write: a temporary file, no digest yet
+    kill_when(cli, args, interrupted, lambda d: last_logged_step(d) >= target)
+    kill_when(cli, args, interrupted, writing_a_checkpoint)  # mid-write: a temporary file, no digest yet
     saved = list_checkpoints(interrupted)
     assert saved, "no checkpoint survived the kills"
     newest = saved[-1][1]
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # truncated: must be skipped
-    run_to_end(interrupted)
+    run_to_end(cli, args)
 
     final = f"checkpoints/model_{MAX_STEPS:07d}.pt"
     a, b = load_checkpoint(reference / final), load_checkpoint(interrupted / final)
