@@ -103,7 +103,7 @@ def _output(spec: TrainSpec, key: str) -> TrainOutput:
         key=key,
         out_dir=str(run_dir),
         config=read_json(run_dir / "config.json"),
-        summary={**losses, "images_per_s": float(result.get("images_per_s", 0.0))},
+        summary={**losses, "final_images_per_s": float(result.get("images_per_s", 0.0))},
         metrics_file=str(run_dir / "metrics.jsonl"),
         checkpoints=True,
         artifacts={"run": [str(f) for f in files], "export": [str(run_dir / "export")]},

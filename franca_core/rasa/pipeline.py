@@ -49,7 +49,7 @@ class RasaReport:
     dim: int
     train_images: int
     heldout_images: int
-    train_views: int
+    train_views: int  # distinct augmented views per round (cached, or streamed over the epochs)
     training: RasaTrainResult
     before: Bias
     after: Bias
@@ -163,6 +163,8 @@ def run_rasa(
     backbone.eval().requires_grad_(False)
     device = next(backbone.parameters()).device
     size = cfg.augment.img_size or backbone.patch_embed.img_size
+    if size % backbone.patch_size:
+        raise ValueError(f"crop size {size} is not a multiple of the patch size {backbone.patch_size}")
     grid = (size // backbone.patch_size, size // backbone.patch_size)
     views, n_train, n_held = _views(backbone, images, size, cfg)
     before = measure_bias(views.diag_train, views.diag_heldout, grid, cfg)

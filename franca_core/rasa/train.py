@@ -13,6 +13,7 @@ plane is dropped (removing it would only discard content) and the loop ends.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -24,6 +25,13 @@ from franca_core.data.augment import derive_seed
 from franca_core.rasa.config import TrainConfig
 from franca_core.rasa.features import PatchBatches
 from franca_core.rasa.head import RASAHead, grid_positions
+
+log = logging.getLogger(__name__)
+_FIRST_ROUND_FAILED = (
+    "RASA round 0 did not beat the constant predictor (MSE %.4f vs %.4f): no linearly decodable position, "
+    "or too few steps for the probe (raise epochs_per_round or lr). Its plane is kept only because the "
+    "head layout needs a pos_pred."
+)
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,7 @@ def train_rasa(
     chance = chance_mse(grid)
     head: RASAHead | None = None
     records: list[RoundRecord] = []
+    stop = False
     progress = tqdm(range(cfg.rounds), desc="RASA rounds", leave=False)
     for t in progress:
         candidate = _next_head(head, dim, cfg.seed, t).to(device)
@@ -138,12 +147,11 @@ def train_rasa(
         progress.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", chance=f"{chance:.4f}")
         head = candidate if keep else head
         if stop:
+            if t == 0:
+                log.warning(_FIRST_ROUND_FAILED, val_loss, chance)
             break
     assert head is not None
-    stopped = len(records) < cfg.rounds or not records[-1].kept
-    return RasaTrainResult(
-        head=head.cpu().requires_grad_(False), rounds=tuple(records), stopped_early=stopped
-    )
+    return RasaTrainResult(head=head.cpu().requires_grad_(False), rounds=tuple(records), stopped_early=stop)
 
 
 @torch.no_grad()

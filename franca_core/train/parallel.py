@@ -93,6 +93,10 @@ def _shard_network(net: SSLNetwork, mesh: Any) -> None:
     fully_shard(net, mesh=mesh)
 
 
+def _reshard_after_forward(module: nn.Module, inputs: object, output: object) -> None:
+    module.reshard()  # type: ignore[operator]
+
+
 def parallelize(objective: FrancaObjective, mode: ParallelMode, env: DistEnv) -> None:
     """Wrap or shard ``objective``'s networks in place for ``mode``."""
     if mode == "ddp":
@@ -104,6 +108,9 @@ def parallelize(objective: FrancaObjective, mode: ParallelMode, env: DistEnv) ->
         mesh = init_device_mesh(env.device.type, (env.world_size,))
         _shard_network(student_network(objective), mesh)
         _shard_network(objective.teacher, mesh)
+        # FSDP2 keeps the root's parameters gathered after forward, expecting a backward. The teacher
+        # has none, so reshard it explicitly: the EMA update then runs shard against shard.
+        objective.teacher.register_forward_hook(_reshard_after_forward)
 
 
 def compile_blocks(objective: FrancaObjective) -> None:

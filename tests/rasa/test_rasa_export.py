@@ -113,3 +113,20 @@ def test_official_file_loads_into_sequential_removal(tmp_path: Path, n_pre: int)
     again = torch.load(pth, weights_only=True)
     assert set(again) == set(state)
     assert all(torch.equal(again[k], state[k]) for k in state)
+
+
+def test_our_head_file_loads_through_the_hub(tmp_path: Path) -> None:
+    """``hub.load(..., rasa_weights=our .pth)`` gives the patch_token_rasa of our head (ViT-S, 8 planes)."""
+    from franca_core.hub import load
+
+    gen = torch.Generator().manual_seed(0)
+    head = RASAHead(384, 8)
+    with torch.no_grad():
+        for weight in head.plane_weights():
+            weight.copy_(torch.randn(2, 384, generator=gen))
+    pth, _ = save_head(head, tmp_path / "vits_rasa")
+    model = load("dinov2_vits14", rasa_weights=pth, img_size=56)
+    out = model.forward_features(torch.randn(1, 3, 56, 56, generator=gen))
+    assert out.patch_token_rasa is not None
+    expected = one_by_one(out.x_norm_patchtokens.double(), head)
+    torch.testing.assert_close(out.patch_token_rasa.double(), expected, rtol=0, atol=2e-5)

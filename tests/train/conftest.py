@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from franca_core.config import PRESETS, PretrainConfig, apply_overrides
 from franca_core.data.shards import write_tar_shard
@@ -105,23 +104,12 @@ def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def make_image(color: tuple[int, int, int]) -> Image.Image:
-    return Image.new("RGB", (64, 48), color)
-
-
-def franca_cli(
-    args: Sequence[str], env: dict[str, str] | None = None, **kwargs: object
-) -> subprocess.Popen[str]:
+def franca_cli(args: Sequence[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """Start ``python -m franca_core.cli ARGS`` from the repository root (one thread, no progress bar)."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", **(env or {})}
+    command = [sys.executable, "-m", "franca_core.cli", *args]
     return subprocess.Popen(
-        [sys.executable, "-m", "franca_core.cli", *args],
-        cwd=REPO,
-        env=full_env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        **kwargs,  # type: ignore[arg-type]
+        command, cwd=REPO, env=full_env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
 
 
