@@ -60,6 +60,12 @@ class HeadsConfig(Frozen):
     ibot_bottleneck: int = Field(256, description="iBOT head bottleneck width.")
     hidden_dim: int = Field(2048, description="Hidden width of the head MLPs.")
     nlayers: int = Field(3, ge=1, description="Layers of the head MLPs.")
+    l2_norm_bottleneck: bool = Field(
+        False,
+        description="L2-normalise the bottleneck before the prototypes (DINOv2 does; official Franca does "
+        "not). Tiny heads need it: un-normalised, their initial logits are ~1e-4 and the teacher targets "
+        "stay uniform.",
+    )
 
 
 class LossConfig(Frozen):

@@ -33,8 +33,15 @@ def debug() -> PretrainConfig:
         backbone=BackboneConfig(
             arch="custom", embed_dim=96, depth=4, num_heads=3, drop_path_rate=0.0, layerscale_init=0.1
         ),
+        # At this width the official un-normalised head starts with logits ~1e-4, so the teacher
+        # targets stay uniform and the DINO/iBOT losses sit at sum(log K_l); the L2 norm fixes it.
         heads=HeadsConfig(
-            dino_prototypes=1024, dino_bottleneck=64, ibot_prototypes=1024, ibot_bottleneck=64, hidden_dim=256
+            dino_prototypes=1024,
+            dino_bottleneck=64,
+            ibot_prototypes=1024,
+            ibot_bottleneck=64,
+            hidden_dim=256,
+            l2_norm_bottleneck=True,
         ),
         crops=CropsConfig(global_size=112, local_size=56, n_local=4),
         masking=MaskingConfig(),

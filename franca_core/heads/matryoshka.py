@@ -195,15 +195,27 @@ def build_head(
     bottleneck_dim: int = 384,
     nlayers: int = 3,
     freeze_weight_g: bool = False,
+    l2_norm_bottleneck: bool = False,
 ) -> ProjectionHead:
-    """A DINO or iBOT head by mode name: a Matryoshka mode, or ``"none"`` for the plain DINOv2 head."""
+    """A DINO or iBOT head by mode name: a Matryoshka mode, or ``"none"`` for the plain DINOv2 head.
+
+    ``l2_norm_bottleneck`` applies to the Matryoshka modes (the plain DINOv2 head always normalises).
+    """
     if mode == "none":
         return DINOHead(in_dim, out_dim, hidden_dim, bottleneck_dim, nlayers, freeze_weight_g)
     if mode not in get_args(MatryoshkaMode):
         raise ValueError(f"unknown head mode {mode!r}; expected one of {get_args(HeadMode)}")
     nesting = nesting_dims(in_dim, n_levels)
     return MatryoshkaHead(
-        in_dim, out_dim, nesting, mode, hidden_dim, bottleneck_dim, nlayers, freeze_weight_g=freeze_weight_g
+        in_dim,
+        out_dim,
+        nesting,
+        mode,
+        hidden_dim,
+        bottleneck_dim,
+        nlayers,
+        l2_norm_bottleneck=l2_norm_bottleneck,
+        freeze_weight_g=freeze_weight_g,
     )
 
 

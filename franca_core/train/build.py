@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from franca_core.config.pretrain import PretrainConfig
 from franca_core.data.augment import MultiCropAugmentation
-from franca_core.heads import build_head
+from franca_core.heads import ProjectionHead, build_head
 from franca_core.masking import MASK_GENERATORS, MaskGenerator
 from franca_core.models.factory import build_backbone
 from franca_core.models.vision_transformer import VisionTransformer
@@ -39,9 +39,23 @@ def build_network(cfg: PretrainConfig, *, student: bool) -> SSLNetwork:
     backbone = build_backbone_from_config(cfg, student=student)
     h = cfg.heads
     dim = backbone.embed_dim
-    dino = build_head(h.mode, dim, h.dino_prototypes, h.n_levels, h.hidden_dim, h.dino_bottleneck, h.nlayers)
-    ibot = build_head(h.mode, dim, h.ibot_prototypes, h.n_levels, h.hidden_dim, h.ibot_bottleneck, h.nlayers)
+    dino = _head(cfg, dim, h.dino_prototypes, h.dino_bottleneck)
+    ibot = _head(cfg, dim, h.ibot_prototypes, h.ibot_bottleneck)
     return SSLNetwork(backbone, dino, ibot)
+
+
+def _head(cfg: PretrainConfig, dim: int, prototypes: int, bottleneck: int) -> ProjectionHead:
+    h = cfg.heads
+    return build_head(
+        h.mode,
+        dim,
+        prototypes,
+        n_levels=h.n_levels,
+        hidden_dim=h.hidden_dim,
+        bottleneck_dim=bottleneck,
+        nlayers=h.nlayers,
+        l2_norm_bottleneck=h.l2_norm_bottleneck,
+    )
 
 
 def build_objective(cfg: PretrainConfig) -> FrancaObjective:

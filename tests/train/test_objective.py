@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -27,7 +29,8 @@ def batch() -> MultiCropBatch:
     return collate_multicrop(samples, build_mask_generator(cfg), np.random.default_rng(0), 0.5, (0.1, 0.65))
 
 
-def train(objective: FrancaObjective, batch: MultiCropBatch, steps: int) -> list[float]:
+def train_terms(objective: FrancaObjective, batch: MultiCropBatch, steps: int) -> list[tuple[float, float]]:
+    """(total, DINO) loss per step of a plain AdamW loop on one fixed batch."""
     opt = torch.optim.AdamW(objective.student.parameters(), lr=2e-3)
     losses = []
     for _ in range(steps):
@@ -36,16 +39,25 @@ def train(objective: FrancaObjective, batch: MultiCropBatch, steps: int) -> list
         out.total.backward()
         opt.step()
         objective.update_teacher(0.9)
-        losses.append(out.total.item())
+        losses.append((out.total.item(), out.dino.total.item()))
     return losses
+
+
+def train(objective: FrancaObjective, batch: MultiCropBatch, steps: int) -> list[float]:
+    return [total for total, _ in train_terms(objective, batch, steps)]
 
 
 def test_training_steps_lower_the_loss_on_real_images(batch: MultiCropBatch) -> None:
     torch.manual_seed(0)
     objective = build_objective(tiny_config())
-    losses = train(objective, batch, steps=12)
+    terms = train_terms(objective, batch, steps=12)
+    losses, dino = [t for t, _ in terms], [d for _, d in terms]
     assert all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05
+    # The clustering term itself learns: it falls below the uniform-prediction value sum_l log K_l
+    # (a stuck head sits at exactly that value while KoLeo alone lowers the total).
+    uniform = sum(math.log(k) for k in objective.student.dino_head.n_prototypes)
+    assert np.mean(dino[-3:]) < uniform - 0.3
 
 
 def test_every_student_parameter_gets_a_gradient(batch: MultiCropBatch) -> None:
