@@ -138,14 +138,15 @@ def tiny(out_dir: str, pretrain_steps: int = 4) -> PipelineParams:
         out_dir=out_dir,
         curate=CurateSettings(overrides=["nsfw.detector=none"]),
         pretrain=TrainSettings(overrides=small, max_steps=pretrain_steps),
-        rasa=RasaSettings(extra_args=["--rounds", "1", "--no-knn", "--no-hummingbird", "--img-size", "56"]),
+        rasa=RasaSettings(extra_args=["--preset", "debug", "--rounds", "1", "--no-knn", "--no-hummingbird"]),
         eval=EvalSettings(extra_args=["--only", "knn", "--batch-size", "8"]),
     )
 
 
 def demo(out_dir: str, pretrain_steps: int = 60) -> PipelineParams:
-    """``franca demo``: the debug preset for a few minutes of CPU, real NSFW check, full RASA and eval."""
+    """``franca demo``: the debug preset for minutes of CPU, real NSFW check, RASA and the quick suite."""
     return PipelineParams(
         out_dir=out_dir,
         pretrain=TrainSettings(max_steps=pretrain_steps, overrides=["runtime.checkpoint_every=20"]),
+        rasa=RasaSettings(extra_args=["--preset", "debug"]),
     )

@@ -9,11 +9,12 @@ resumes from its own files (training from its last good checkpoint).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect import Task, flow
-from prefect.cache_policies import INPUTS
+from prefect.cache_policies import INPUTS, CachePolicy
 from prefect.utilities.annotations import unmapped
 from prefect_dask import DaskTaskRunner
 
@@ -33,7 +34,7 @@ O = TypeVar("O", bound=StageOutput)
 def cached(task: T, out_dir: str | Path, *not_keyed: str) -> T:
     """``task`` cached on its inputs (minus ``not_keyed``), records kept under ``<out_dir>/.prefect``."""
     store = Path(out_dir).resolve() / ".prefect"
-    policy = INPUTS
+    policy: CachePolicy = INPUTS
     for name in not_keyed:
         policy = policy - name
     return task.with_options(  # type: ignore[return-value]
@@ -72,6 +73,7 @@ def curate_flow(
     spec: CurateSpec, tracking: TrackingParams | None = None, parent_run_id: str | None = None
 ) -> Recorded[CurateOutput]:
     """Download / list, check, deduplicate and NSFW-filter a source; one Dask task per shard."""
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # the cluster's start-up chatter
     ctx = tracking_context(tracking or TrackingParams(), spec.out_dir, parent_run_id)
     jobs = cached(fetch_shards, spec.out_dir)(spec)
     with dask_runner(spec) as runner:

@@ -73,7 +73,9 @@ def run_process(
     with log_path.open("ab") as log_file:
         log_file.write(f"\n$ {' '.join(argv)}\n".encode())
         log_file.flush()
-        process = subprocess.Popen(list(argv), stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            list(argv), stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             while True:
                 try:

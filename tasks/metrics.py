@@ -181,26 +181,27 @@ def mlflow_sender(ctx: TrackingContext, run_id: str) -> Sender:
     return send
 
 
-@contextmanager
-def forward_in_background(
-    forwarder: Callable[[], MetricsForwarder | None], interval_s: float = 2.0
-) -> Iterator[threading.Event]:
-    """Pump every ``interval_s`` in a thread while the block runs; errors wait for the next round.
+Sync = Callable[[], object]
 
-    ``forwarder`` is called until it returns one (it may need the tracking server to find the run).
-    The thread is told to stop on exit; a last attempt is made, and whatever is left stays on disk.
+
+@contextmanager
+def sync_in_background(open_sync: Callable[[], Sync], interval_s: float = 2.0) -> Iterator[threading.Event]:
+    """Call a sync function every ``interval_s`` in a thread while the block runs; errors wait.
+
+    ``open_sync`` is called until it succeeds (it may need the tracking server to find the run) and
+    returns the function to repeat (send new metric points, log new checkpoints). The thread is told
+    to stop on exit and makes a last attempt; whatever is left stays on disk for ``record_stage``.
     """
     stop = threading.Event()
 
     def loop() -> None:
-        current: MetricsForwarder | None = None
+        sync: Sync | None = None
         failing = False
         while True:
             final = stop.is_set()  # one more round after the stop request
             try:
-                current = current or forwarder()
-                if current is not None:
-                    current.pump()
+                sync = sync or open_sync()
+                sync()
                 if failing:
                     log.info("metrics forwarding resumed")
                 failing = False
@@ -212,7 +213,7 @@ def forward_in_background(
                 return
             stop.wait(interval_s)
 
-    thread = threading.Thread(target=loop, name="metrics-forwarder", daemon=True)
+    thread = threading.Thread(target=loop, name="tracking-sync", daemon=True)
     thread.start()
     try:
         yield stop

@@ -43,8 +43,9 @@ def write_embedded_source(folder: Path) -> tuple[Path, int]:
 
     images_dir = folder / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
-    for name, image in zip(SKIMAGE_PHOTOS, sample_images()):
-        image.save(images_dir / f"{name}.png")
+    images = sample_images()
+    for index, name in enumerate(SKIMAGE_PHOTOS):
+        images[index].save(images_dir / f"{name}.png")
     port = _free_port()
     rows = [
         {"url": f"http://127.0.0.1:{port}/{name}.png", "caption": name.replace("_", " ")}

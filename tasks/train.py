@@ -14,11 +14,11 @@ from pathlib import Path
 from prefect import task
 
 from franca_core.config.highres import HIGHRES_STAGES
-from tasks.artifacts import good_checkpoints
+from tasks.artifacts import good_checkpoints, log_checkpoints
 from tasks.faults import InjectedFailureError, kill_step
 from tasks.launch import LaunchOutcome, StopCheck, run_training, tail
 from tasks.links import prefect_tags
-from tasks.metrics import MetricsForwarder, forward_in_background, mlflow_sender
+from tasks.metrics import MetricsForwarder, Sync, mlflow_sender, sync_in_background
 from tasks.record import metrics_cursor, open_stage_run
 from tasks.results import TrainOutput, read_json, stage_key
 from tasks.specs import TrainSpec
@@ -73,12 +73,17 @@ def kill_after_checkpoint(run_dir: Path, step: int | None) -> StopCheck | None:
     return lambda: any(c.step >= step for c in good_checkpoints(run_dir))
 
 
-def _forwarder(spec: TrainSpec, ctx: TrackingContext, key: str, tags: dict[str, str]) -> MetricsForwarder:
+def _live_sync(spec: TrainSpec, ctx: TrackingContext, key: str, tags: dict[str, str]) -> Sync:
+    """Open the stage's MLflow run; return what sends new step metrics and new checkpoints to it.
+
+    Checkpoints go out while the run trains, so the UI shows them early and a retention policy
+    (``runtime.keep_last``) cannot delete one before it was logged.
+    """
     run_id = open_stage_run(ctx, stage_name(spec), key, tags)
     run_dir = run_dir_of(spec)
-    return MetricsForwarder(
-        run_dir / "metrics.jsonl", metrics_cursor(run_dir, run_id), mlflow_sender(ctx, run_id)
-    )
+    cursor = metrics_cursor(run_dir, run_id)
+    forwarder = MetricsForwarder(run_dir / "metrics.jsonl", cursor, mlflow_sender(ctx, run_id))
+    return lambda: (forwarder.pump(), log_checkpoints(ctx, run_id, run_dir))
 
 
 def _check(outcome: LaunchOutcome, spec: TrainSpec) -> None:
@@ -123,7 +128,7 @@ def train(spec: TrainSpec, ctx: TrackingContext) -> TrainOutput:
     key = stage_key(stage_name(spec), spec, spec.run_dir)
     tags = {**prefect_tags(), **({DATA_TAG: spec.data.manifest_sha256} if spec.data else {})}
     kill_at = kill_step(spec.kind)
-    with forward_in_background(lambda: _forwarder(spec, ctx, key, tags)):
+    with sync_in_background(lambda: _live_sync(spec, ctx, key, tags)):
         stop = kill_after_checkpoint(run_dir, kill_at)
         outcome = run_training(spec.launch, cli_args(spec), run_dir, stop)
     if outcome.state == "KILLED" and kill_at is not None:

@@ -58,6 +58,15 @@ def mini_suite(res: int = 56) -> SuiteConfig:
     )  # fmt: skip
 
 
+def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts / lists as one {path: leaf} dict, for approximate comparisons."""
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items() for k, v in flat(sub, f"{prefix}/{key}").items()}
+    if isinstance(tree, list):
+        return {k: v for i, sub in enumerate(tree) for k, v in flat(sub, f"{prefix}/{i}").items()}
+    return {prefix: tree}
+
+
 def metrics(results_json: Path) -> dict[str, Any]:
     doc = json.loads(results_json.read_text())
     return {k: v["metrics"] for k, v in doc["evaluators"].items()}
@@ -142,7 +151,7 @@ def test_cli_on_official_layout_checkpoint(
         metrics(tmp_path / "in_memory" / "results.json"),
     )
     for key in ("knn", "logreg", "hummingbird"):
-        assert from_file[key] == pytest.approx(in_memory[key])
+        assert flat(from_file[key]) == pytest.approx(flat(in_memory[key]))
     assert list((out_file / "feature_cache").glob("*.pt"))
 
 
@@ -181,7 +190,7 @@ def test_oracle_on_shared_datasets(out_dir: Path) -> None:
     """
     pytest.importorskip("faiss")
     kinds = {"knn", "logreg", "hummingbird", "linear_seg"}
-    results = run_suite(shared_small_suite(40, kinds), LabelOracleFeatures(), out_dir)
+    results = run_suite(shared_small_suite(24, kinds), LabelOracleFeatures(), out_dir)
     assert results["knn"].headline()["top1@k10"] == 100.0 and results["logreg"].headline()["top1"] == 100.0
     large = [0, 1, 3, 5]  # sky, building, road, tree
     for key in ("hummingbird", "linear_seg"):
@@ -193,7 +202,7 @@ def test_oracle_on_shared_datasets(out_dir: Path) -> None:
 @pytest.mark.slow
 def test_random_backbone_near_chance_on_clothing10(tiny_backbone: torch.nn.Module, out_dir: Path) -> None:
     """A random-init ViT on clothing-10: k-NN near the majority-class rate, per-class accuracy near 10 %."""
-    doc = shared_small_suite(400, {"knn", "logreg"}).model_dump(mode="json")
+    doc = shared_small_suite(240, {"knn", "logreg"}).model_dump(mode="json")
     for e in doc["evaluators"]:
         e["eval_split"] = "val"
     src = BackboneFeatures(tiny_backbone, "tiny-random", None, batch_size=32, progress=False)

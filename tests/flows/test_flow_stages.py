@@ -21,7 +21,9 @@ TINY = [
 ]
 
 
-def test_curate_flow_fans_out_and_caches(tmp_path: Path, no_tracking_env: None, task_states, write_images) -> None:
+def test_curate_flow_fans_out_and_caches(
+    tmp_path: Path, no_tracking_env: None, task_states, write_images
+) -> None:
     images = write_images(tmp_path / "images", ("astronaut", "coffee", "chelsea", "rocket"))
     spec = CurateSpec(source=str(images), out_dir=str(tmp_path / "curate"), samples_per_shard=2,
                       overrides=["nsfw.detector=none"])  # fmt: skip
@@ -32,7 +34,7 @@ def test_curate_flow_fans_out_and_caches(tmp_path: Path, no_tracking_env: None, 
     assert task_states(first.state_details.flow_run_id)["process-shard"] == ["Completed", "Completed"]
     again = curate_flow(spec, tracking, return_state=True)
     states = task_states(again.state_details.flow_run_id)
-    assert set(sum(states.values(), [])) == {"Cached"}
+    assert {state for names in states.values() for state in names} == {"Cached"}
     assert again.result().mlflow_run_id == recorded.mlflow_run_id
     ctx = resolve_tracking(tracking, tmp_path)
     run = get_client(ctx).get_run(recorded.mlflow_run_id)
@@ -41,7 +43,9 @@ def test_curate_flow_fans_out_and_caches(tmp_path: Path, no_tracking_env: None, 
 
 
 @pytest.mark.slow
-def test_pretrain_flow_killed_then_resumed(tmp_path: Path, no_tracking_env: None, monkeypatch, task_states) -> None:
+def test_pretrain_flow_killed_then_resumed(
+    tmp_path: Path, no_tracking_env: None, monkeypatch, task_states
+) -> None:
     spec = TrainSpec(run_dir=str(tmp_path / "pretrain"), max_steps=6, overrides=TINY)
     tracking = TrackingParams(store_dir=str(tmp_path / "mlflow"))
     monkeypatch.setenv("FRANCA_FAIL_STAGE", "pretrain@2")  # preempted after its first checkpoint
@@ -52,7 +56,9 @@ def test_pretrain_flow_killed_then_resumed(tmp_path: Path, no_tracking_env: None
     done = pretrain_flow(spec, tracking, return_state=True)
     recorded = done.result()
     assert recorded.output.steps == 6 and Path(recorded.output.backbone).exists()
-    params = [json.loads(x)["params"] for x in (tmp_path / "pretrain" / "metrics.jsonl").open() if '"params"' in x]
+    params = [
+        json.loads(x)["params"] for x in (tmp_path / "pretrain" / "metrics.jsonl").open() if '"params"' in x
+    ]
     assert params[-1]["resumed_from_step"] >= 2  # the second launch resumed from a checkpoint
     client = get_client(resolve_tracking(tracking, tmp_path))
     run = client.get_run(recorded.mlflow_run_id)

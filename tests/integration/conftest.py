@@ -109,8 +109,22 @@ class ServerPool:
         store = self.root / name
         store.mkdir(parents=True, exist_ok=True)
         port = port or free_port()
-        argv = [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-        argv += ["--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--artifacts-destination", str(store / "art")]
+        argv = [
+            str(VENV_BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ]
+        argv += [
+            "--backend-store-uri",
+            f"sqlite:///{store / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(store / "art"),
+        ]
         return self.add(Server(argv, f"http://127.0.0.1:{port}/health", store / "server.log"))
 
     def prefect(self, port: int | None = None) -> Server:

@@ -101,7 +101,9 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     daemons.append(subprocess.Popen(["slurmd", "-D"], env=env))
     try:
         if not _idle(env):
-            pytest.skip(f"SLURM did not start: {tail(root / 'slurmctld.log', 5)} {tail(root / 'slurmd.log', 5)}")
+            pytest.skip(
+                f"SLURM did not start: {tail(root / 'slurmctld.log', 5)} {tail(root / 'slurmd.log', 5)}"
+            )
         yield env
     finally:
         for daemon in reversed(daemons):
@@ -117,13 +119,25 @@ def slurm_env(slurm_cluster: dict[str, str], monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("SLURM_CONF", slurm_cluster["SLURM_CONF"])
 
 
-LAUNCH = LaunchParams(launcher="slurm", nnodes=1, nproc_per_node=1, slurm=SlurmParams(poll_s=1, time_limit="10:00"))
+LAUNCH = LaunchParams(
+    launcher="slurm", nnodes=1, nproc_per_node=1, slurm=SlurmParams(poll_s=1, time_limit="10:00")
+)
 
 
 def test_slurm_runs_srun_torchrun_training(tmp_path: Path, slurm_env: None) -> None:
     run_dir = tmp_path / "run"
     small = ["data.batch_size_per_rank=2", "crops.global_size=56", "crops.local_size=28", "crops.n_local=2"]
-    args = ["pretrain", "--config", "debug", "--run-dir", str(run_dir), "--max-steps", "2", "--no-progress", *small]
+    args = [
+        "pretrain",
+        "--config",
+        "debug",
+        "--run-dir",
+        str(run_dir),
+        "--max-steps",
+        "2",
+        "--no-progress",
+        *small,
+    ]
     outcome = run_slurm(LAUNCH, args, run_dir)
     assert (outcome.state, outcome.returncode) == ("COMPLETED", 0), tail(outcome.log_path)
     assert (run_dir / "result.json").exists() and outcome.log_path.exists()

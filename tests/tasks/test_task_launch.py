@@ -36,7 +36,9 @@ def test_run_process_reports_exit_and_kills_on_request(tmp_path: Path) -> None:
 
 
 def test_sbatch_script_runs_srun_torchrun(tmp_path: Path) -> None:
-    slurm = SlurmParams(partition="gpu", gpus_per_node=8, extra_sbatch=["--qos=high"], setup=["module load cuda"])
+    slurm = SlurmParams(
+        partition="gpu", gpus_per_node=8, extra_sbatch=["--qos=high"], setup=["module load cuda"]
+    )
     launch = LaunchParams(launcher="slurm", nnodes=4, nproc_per_node=8, slurm=slurm)
     script = sbatch_script(launch, ["pretrain", "--run-dir", "runs/a b"], tmp_path, Path("/repo"))
     assert "#SBATCH --nodes=4" in script and "#SBATCH --gpus-per-node=8" in script
@@ -66,7 +68,15 @@ def test_training_cli_arguments() -> None:
         "optim.base_lr=1e-3", "data.source=webdataset", "data.path=/d/shards",
     ]  # fmt: skip
     hr = TrainSpec(kind="finetune-highres", run_dir="runs/hr", init_from="runs/p", highres_stage=2)
-    assert cli_args(hr)[:7] == ["finetune-highres", "--run-dir", "runs/hr", "--no-progress", "--from", "runs/p", "--stages"]
+    assert cli_args(hr)[:7] == [
+        "finetune-highres",
+        "--run-dir",
+        "runs/hr",
+        "--no-progress",
+        "--from",
+        "runs/p",
+        "--stages",
+    ]
     assert (stage_name(hr), run_dir_of(hr)) == ("finetune-highres/hr518", Path("runs/hr/hr518"))
 
 

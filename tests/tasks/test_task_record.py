@@ -9,8 +9,16 @@ from pathlib import Path
 from tasks.artifacts import good_checkpoints
 from tasks.record import open_pipeline_run, record_stage, register
 from tasks.results import StageOutput
-from tasks.tracking import PARENT_TAG, STAGE_KEY, TrackingContext, flatten, get_client, open_run, resolve_tracking
 from tasks.specs import TrackingParams
+from tasks.tracking import (
+    PARENT_TAG,
+    STAGE_KEY,
+    TrackingContext,
+    flatten,
+    get_client,
+    open_run,
+    resolve_tracking,
+)
 
 
 def fake_run_dir(root: Path, steps: tuple[int, ...] = (2, 4), size: int = 2048) -> Path:

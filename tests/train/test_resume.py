@@ -20,6 +20,7 @@ import torch
 
 from franca_core.tracking import read_jsonl_metrics
 from franca_core.train.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
+from franca_core.train.rundir import RunResult
 
 MAX_STEPS = 14
 
@@ -109,3 +110,23 @@ def test_sigkill_anywhere_then_rerun_equals_the_uninterrupted_run(
     assert a.data == b.data and a.step == b.step == MAX_STEPS
     losses = [[r["loss"] for r in read_jsonl_metrics(d / "metrics.jsonl")] for d in (reference, interrupted)]
     assert losses[0] == losses[1] and len(losses[0]) == MAX_STEPS
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_stops_then_the_rerun_finishes(
+    tmp_path: Path, cli: Launcher, tiny_args: Callable[..., list[str]]
+) -> None:
+    """SLURM sends SIGTERM before the time limit: the run saves where it is and exits with status 3."""
+    args = command(tmp_path, tiny_args)
+    process = cli(args)
+    while last_logged_step(tmp_path) < 3:
+        assert process.poll() is None
+        time.sleep(0.005)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 3, err[-2000:]
+    stopped = RunResult.read(tmp_path / "result.json")
+    assert stopped.status == "stopped" and 3 <= stopped.steps < MAX_STEPS
+    assert stopped.last_checkpoint == f"checkpoints/model_{stopped.steps:07d}.pt"
+    run_to_end(cli, args)
+    assert RunResult.read(tmp_path / "result.json").steps == MAX_STEPS
