@@ -37,12 +37,15 @@ def evaluate(spec: EvalSpec) -> EvalOutput:
     out = Path(spec.out_dir)
     args = ["eval", "--backbone", spec.backbone, "--suite", spec.suite, "--out", str(out), "--no-progress"]
     run_franca([*args, *spec.extra_args], out / "eval.log")
-    table = headline(read_json(out / "results.json"))
+    results = read_json(out / "results.json")
+    table = headline(results)
+    entries = results.get("evaluators", {})
+    protocols = {k: e.get("protocol", {}) for k, e in entries.items() if isinstance(e, dict)}
     return EvalOutput(
         stage="eval",
         key=stage_key("eval", spec, spec.out_dir),
         out_dir=spec.out_dir,
-        config=spec.model_dump(mode="json"),
+        config={**spec.model_dump(mode="json"), "protocol": protocols},
         summary={f"{k}/{m}": v for k, row in table.items() for m, v in row.items()},
         artifacts={"eval": [str(out / "results.json"), str(out / "eval.log")], "plots": [str(out / "plots")]},
         data_sha256=spec.data_sha256,

@@ -8,6 +8,7 @@ ties and float rounding.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal, Protocol
 
 import numpy as np
@@ -97,8 +98,12 @@ class TorchIndex:
 
 
 def build_index(keys: Tensor, method: SearchMethod = "torch") -> ExactIndex:
-    """An exact index over ``keys`` [M, D] with the chosen back-end."""
-    return FaissIndex(keys) if method == "faiss" else TorchIndex(keys)
+    """An exact index over ``keys`` [M, D] with the chosen back-end (torch when faiss is not installed)."""
+    if method == "faiss" and faiss_available():
+        return FaissIndex(keys)
+    if method == "faiss":
+        warnings.warn("faiss is not installed: exact search falls back to torch", stacklevel=2)
+    return TorchIndex(keys)
 
 
 def search(keys: Tensor, queries: Tensor, k: int, method: SearchMethod = "torch") -> tuple[Tensor, Tensor]:

@@ -85,7 +85,12 @@ class OverclusterResult:
 
 def kmeans_assign(x: np.ndarray, k: int, seed: int, cfg: OverclusterConfig) -> np.ndarray:
     """faiss k-means on rows of ``x`` [P, d] (float32); the nearest-centroid id of every row."""
-    import faiss
+    try:
+        import faiss
+    except ImportError as err:
+        raise ImportError(
+            "overclustering needs faiss: pip install 'franca-pipeline[cpu]' (faiss-cpu)"
+        ) from err
 
     km = faiss.Kmeans(
         x.shape[1],

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
@@ -125,7 +124,3 @@ class SegmentationDataset(Dataset[tuple[Tensor, Tensor]]):
             return _normalize(img), mask.long()
         img = img.resize((size, size), Image.Resampling.BILINEAR)
         return _normalize(img), resize_mask(mask, size).long()
-
-
-def masks_to_numpy(masks: Tensor) -> np.ndarray:
-    return masks.cpu().numpy().astype(np.int64)

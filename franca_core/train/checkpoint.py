@@ -196,7 +196,8 @@ def save_checkpoint(
 
 def load_checkpoint(path: Path) -> TrainingState:
     """Read a checkpoint written by :func:`save_checkpoint` (tensors on CPU, weights-only unpickling)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    # mmap: ranks loading the same file on one node share its pages instead of copying them.
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     if payload.get("format") != FORMAT:
         raise ValueError(
             f"{path} is not a training checkpoint of this engine (format {payload.get('format')!r})"

@@ -186,9 +186,9 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
-    def agreed(self) -> bool:
-        """True on every rank as soon as one rank was signalled."""
-        flag = torch.tensor(float(self.flag))
+    def agreed(self, device: torch.device) -> bool:
+        """True on every rank as soon as one rank was signalled (NCCL needs the flag on the GPU)."""
+        flag = torch.tensor(float(self.flag), device=device)
         return bool(distributed.all_reduce_max(flag).item())
 
 
@@ -212,7 +212,7 @@ def run_loop(
             step, window_steps = step + 1, window_steps + 1
             if not torch.isfinite(losses.total.detach()).item():
                 raise NonFiniteLossError(f"loss is {losses.total.item()} at step {step}")
-            stopping = stop.agreed()
+            stopping = stop.agreed(env.device)
             save_now = step % cfg.runtime.checkpoint_every == 0 or step == max_steps or stopping
             if step % cfg.runtime.log_every == 0 or save_now:
                 rate = run.derived.global_batch * window_steps / (time.perf_counter() - window_start)

@@ -158,6 +158,9 @@ def _init_weights(cfg: PretrainConfig, objective: FrancaObjective) -> None:
 
 def build_run(cfg: PretrainConfig, run_dir: Path, env: DistEnv) -> Run:
     """Networks, wrappers, optimizer and schedules for ``cfg``; resumes from ``run_dir`` when it can."""
+    if env.device.type == "cuda":  # TF32 for any fp32 matmul left outside autocast (as officially)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     seed_everything(cfg.runtime.seed)
     objective = build_objective(cfg)
     _init_weights(cfg, objective)

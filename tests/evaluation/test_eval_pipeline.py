@@ -162,11 +162,11 @@ def test_cli_lists_and_rejects(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "--suite", "quick"]) == 2  # --backbone and --out missing
 
 
-def shared_small_suite(max_images: int, kinds: set[str]) -> SuiteConfig:
-    """The shared suite on a fixed subset, small resolutions, few C values."""
+def shared_small_suite(max_images: dict[str, int], kinds: set[str]) -> SuiteConfig:
+    """The shared suite on fixed subsets, small resolutions, few C values."""
     doc = shared_suite().model_dump(mode="json")
-    for name in doc["datasets"]:
-        doc["datasets"][name]["max_images"] = max_images
+    for name, limit in max_images.items():
+        doc["datasets"][name]["max_images"] = limit
     doc["evaluators"] = [e for e in doc["evaluators"] if e["kind"] in kinds]
     for e in doc["evaluators"]:
         e["resolution"] = 112 if e["kind"] in {"knn", "logreg"} else 224
@@ -175,7 +175,7 @@ def shared_small_suite(max_images: int, kinds: set[str]) -> SuiteConfig:
         if e["kind"] == "knn":
             e["matryoshka_levels"] = 0
         if e["kind"] == "linear_seg":  # 40 images give few SGD steps: a larger lr for the unit-norm oracle
-            e.update(learning_rates=[1.0], epochs=40, drop_at=35)
+            e.update(learning_rates=[1.0], epochs=12, drop_at=10, batch_size=8)
     return SuiteConfig.model_validate(doc)
 
 
@@ -190,7 +190,9 @@ def test_oracle_on_shared_datasets(out_dir: Path) -> None:
     """
     pytest.importorskip("faiss")
     kinds = {"knn", "logreg", "hummingbird", "linear_seg"}
-    results = run_suite(shared_small_suite(24, kinds), LabelOracleFeatures(), out_dir)
+    results = run_suite(
+        shared_small_suite({"clothing10": 60, "camvid": 24}, kinds), LabelOracleFeatures(), out_dir
+    )
     assert results["knn"].headline()["top1@k10"] == 100.0 and results["logreg"].headline()["top1"] == 100.0
     large = [0, 1, 3, 5]  # sky, building, road, tree
     for key in ("hummingbird", "linear_seg"):
@@ -202,7 +204,7 @@ def test_oracle_on_shared_datasets(out_dir: Path) -> None:
 @pytest.mark.slow
 def test_random_backbone_near_chance_on_clothing10(tiny_backbone: torch.nn.Module, out_dir: Path) -> None:
     """A random-init ViT on clothing-10: k-NN near the majority-class rate, per-class accuracy near 10 %."""
-    doc = shared_small_suite(240, {"knn", "logreg"}).model_dump(mode="json")
+    doc = shared_small_suite({"clothing10": 240}, {"knn", "logreg"}).model_dump(mode="json")
     for e in doc["evaluators"]:
         e["eval_split"] = "val"
     src = BackboneFeatures(tiny_backbone, "tiny-random", None, batch_size=32, progress=False)

@@ -16,6 +16,8 @@ from flows.cli import add_arguments, build_params
 from flows.params import PipelineParams
 from flows.pipeline import end_to_end
 
+# the harness's Prefect server emits SQLAlchemy deprecation warnings by the hundred
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 REPO = Path(__file__).resolve().parents[2]
 EXPECTED = {
     "end-to-end/default",

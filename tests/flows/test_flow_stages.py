@@ -11,6 +11,8 @@ from flows.stages import curate_flow, pretrain_flow
 from tasks.specs import CurateSpec, TrackingParams, TrainSpec
 from tasks.tracking import DATA_TAG, get_client, resolve_tracking
 
+# the harness's Prefect server emits SQLAlchemy deprecation warnings by the hundred
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 TINY = [
     "data.batch_size_per_rank=4",
     "crops.global_size=56",
