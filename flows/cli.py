@@ -17,6 +17,7 @@ import argparse
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,34 +63,33 @@ def build_params(args: argparse.Namespace) -> Any:
     return params.model_copy(update=update)
 
 
-def print_summary(result: Any, out: Path) -> None:
-    """The results table, then how to browse the runs."""
+def print_summary(result: Any, out: Path, seconds: float) -> None:
+    """The results table, then how to browse the runs (plain lines, so they copy and paste)."""
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    table = Table(title="Franca pipeline results")
+    table = Table(title=f"Franca pipeline results ({seconds / 60:.1f} min)")
     for column in ("stage", "metric", "value"):
         table.add_column(column, justify="right" if column == "value" else "left")
     for stage, row in result.table.items():
         for metric, value in row.items():
-            table.add_row(stage, metric, f"{value:.4g}")
-    console.print(table)
-    console.print(f"backbone: {result.backbone}  (registered as {result.registered_model})")
-    console.print(f"MLflow parent run: {result.mlflow_parent_run_id}  stages: {result.stage_runs}")
+            if not (metric.startswith("dropped/") and value == 0):  # only the reasons that dropped something
+                table.add_row(stage, metric, f"{value:.4g}")
+    Console(width=100).print(table)
+    print(f"backbone: {result.backbone} (registered as {result.registered_model})")
+    print(f"MLflow parent run {result.mlflow_parent_run_id}; stage runs {result.stage_runs}")
     uri = result.tracking_uri
     if uri.startswith("sqlite:"):
-        console.print(
-            f"\nMLflow UI:  .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000  -> http://127.0.0.1:5000"
+        print(
+            f"MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {uri} --port 5000   # http://127.0.0.1:5000"
         )
+        print(f"screenshot: scripts/mlflow_screenshot.sh --store {out / 'mlflow'} --out {out / 'mlflow.png'}")
     else:
-        console.print(f"\nMLflow UI:  {uri}")
+        print(f"MLflow UI:  {uri}")
     home = os.environ.get("PREFECT_HOME")
     if not os.environ.get("PREFECT_API_URL") and home:
-        console.print(
-            f"Prefect UI: PREFECT_HOME={home} .venv/bin/prefect server start  -> http://127.0.0.1:4200"
-        )
-    console.print(f"Rerun the same command to resume; outputs in {out}")
+        print(f"Prefect UI: PREFECT_HOME={home} .venv/bin/prefect server start   # http://127.0.0.1:4200")
+    print(f"outputs in {out}; rerunning the same command skips the finished stages")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     prepare_environment(out)
     from flows.pipeline import end_to_end  # after the environment: Prefect reads it on import
 
+    start = time.monotonic()
     try:
         result = end_to_end(build_params(args))
     except Exception as err:
@@ -108,5 +109,5 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print_summary(result, out)
+    print_summary(result, out, time.monotonic() - start)
     return 0

@@ -84,7 +84,7 @@ def _finish(
     path = Path(params.out_dir) / "pipeline_result.json"
     path.write_text(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
     summary = {f"{stage}/{k}": v for stage, row in result.table.items() for k, v in row.items()}
-    close_pipeline_run(ctx, parent, "FINISHED", summary, [str(path)])
+    close_pipeline_run(ctx, parent, "FINISHED", summary, [str(path)], result.stage_runs)
     return result
 
 

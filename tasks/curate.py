@@ -15,9 +15,9 @@ from pathlib import Path
 from prefect import task
 
 from data_filters.config import CurateConfig, DaskConfig
-from data_filters.pipeline import curate
+from data_filters.pipeline import curate, shard_files
 from data_filters.shards import ShardRef
-from data_filters.workdir import WorkDir, fingerprint
+from data_filters.workdir import WorkDir
 from franca_core.config.loading import apply_overrides
 from tasks.faults import fail_if_asked
 from tasks.links import prefect_tags
@@ -62,19 +62,6 @@ def curate_config(spec: CurateSpec, source: Path, dask_address: str | None = Non
     return apply_overrides(base, spec.overrides)
 
 
-def shard_outputs(config: CurateConfig, shard: ShardRef) -> tuple[Path, Path | None]:
-    """Where the library keeps one shard's inspection and NSFW scores (its resume files)."""
-    workdir = WorkDir(config.out_dir)
-    inspect = workdir.stage_dir("inspect", fingerprint(config.integrity)) / f"{shard.name}.parquet"
-    nsfw = config.nsfw
-    if nsfw.resolved_detector == "none":
-        return inspect, None
-    identity = f"{nsfw.resolved_detector}|{nsfw.clip_model}|{nsfw.clip_head}|{nsfw.clip_arch}"
-    return inspect, workdir.stage_dir(
-        "nsfw", fingerprint(config.integrity, identity)
-    ) / f"{shard.name}.parquet"
-
-
 @task(name="fetch-shards", retries=2, retry_delay_seconds=[10, 60], tags=["io"])
 def fetch_shards(spec: CurateSpec) -> list[ShardJob]:
     """Check the input and the NSFW detector, then download or list it into shards."""
@@ -108,10 +95,10 @@ def process_shard(job: ShardJob, spec: CurateSpec) -> ShardDone:
 
     config = curate_config(spec, Path(spec.source))  # the source itself is not read here
     shard = job.ref()
-    inspect_path, nsfw_path = shard_outputs(config, shard)
-    found = inspect_shard(shard, config.integrity, inspect_path)
-    if nsfw_path is not None:
-        score_nsfw_shard(shard, inspect_path, config.integrity, config.nsfw, nsfw_path)
+    files = shard_files(config, shard.name)  # the paths `curate` reuses
+    found = inspect_shard(shard, config.integrity, files.inspection_path)
+    if files.nsfw_path is not None:
+        score_nsfw_shard(shard, files.inspection_path, config.integrity, config.nsfw, files.nsfw_path)
     return ShardDone(name=job.name, n_rows=found.n_rows, n_passed=found.n_passed, reused=found.reused)
 
 

@@ -106,10 +106,18 @@ def open_pipeline_run(ctx: TrackingContext, key: str, name: str, params: dict[st
 
 @task(name="close-pipeline-run", **IO_RETRIES)  # type: ignore[call-overload]
 def close_pipeline_run(
-    ctx: TrackingContext, run_id: str, status: str, summary: dict[str, float], files: list[str]
+    ctx: TrackingContext,
+    run_id: str,
+    status: str,
+    summary: dict[str, float],
+    files: list[str],
+    stage_runs: dict[str, str] | None = None,
 ) -> None:
-    """Headline numbers and summary files on the parent run, then its final status."""
+    """Stage run ids (``franca.stage_run.<stage>`` tags), headline numbers and summary files on the
+    parent run, then its final status. The tags matter when a stage came from the cache of an
+    earlier pipeline run with other parameters: its run is then nested under that pipeline's run."""
     client = get_client(ctx)
+    set_tags(ctx, run_id, {f"franca.stage_run.{stage}": rid for stage, rid in (stage_runs or {}).items()})
     for name, value in summary.items():
         client.log_metric(run_id, name, value)
     log_files(ctx, run_id, "summary", [Path(f) for f in files])

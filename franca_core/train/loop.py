@@ -186,10 +186,11 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
-    def agreed(self, device: torch.device) -> bool:
-        """True on every rank as soon as one rank was signalled (NCCL needs the flag on the GPU)."""
-        flag = torch.tensor(float(self.flag), device=device)
-        return bool(distributed.all_reduce_max(flag).item())
+
+def any_rank(flags: tuple[bool, ...], device: torch.device) -> tuple[bool, ...]:
+    """Each flag OR-ed over all ranks, in one collective (NCCL needs the tensor on the GPU)."""
+    reduced = distributed.all_reduce_max(torch.tensor([float(f) for f in flags], device=device))
+    return tuple(bool(v) for v in reduced.tolist())
 
 
 def run_loop(
@@ -210,9 +211,10 @@ def run_loop(
             values = run.schedules.at(step)
             losses, grad_norm = train_step(run, batch, values)
             step, window_steps = step + 1, window_steps + 1
-            if not torch.isfinite(losses.total.detach()).item():
-                raise NonFiniteLossError(f"loss is {losses.total.item()} at step {step}")
-            stopping = stop.agreed(env.device)
+            finite = bool(torch.isfinite(losses.total.detach()).item())
+            stopping, diverged = any_rank((stop.flag, not finite), env.device)
+            if diverged:  # on every rank, so none is left waiting in a collective
+                raise NonFiniteLossError(f"loss is {losses.total.item()} on some rank at step {step}")
             save_now = step % cfg.runtime.checkpoint_every == 0 or step == max_steps or stopping
             if step % cfg.runtime.log_every == 0 or save_now:
                 rate = run.derived.global_batch * window_steps / (time.perf_counter() - window_start)

@@ -34,6 +34,9 @@ def test_curate_flow_fans_out_and_caches(
     recorded = first.result()
     assert recorded.output.data.n_kept == 4 and Path(recorded.output.data.manifest).exists()
     assert task_states(first.state_details.flow_run_id)["process-shard"] == ["Completed", "Completed"]
+    report = json.loads((tmp_path / "curate" / "report.json").read_text())
+    inspect = next(s for s in report["stages"] if s["name"] == "inspect")
+    assert inspect["reused"] == 2  # the per-shard tasks did the work; curate() only reused it
     again = curate_flow(spec, tracking, return_state=True)
     states = task_states(again.state_details.flow_run_id)
     assert {state for names in states.values() for state in names} == {"Cached"}
