@@ -36,7 +36,7 @@ def _task_states(flow_run_id: UUID) -> dict[str, list[str]]:
     states: dict[str, list[str]] = {}
     for run in runs:
         name = run.name.rsplit("-", 1)[0]
-        states.setdefault(name, []).append(run.state.name if run.state else "?")
+        states.setdefault(name, []).append(str(run.state.name) if run.state else "?")
     return states
 
 
@@ -52,8 +52,9 @@ def _write_images(folder: Path, names: tuple[str, ...]) -> Path:
     from franca_core.data.sources import sample_images
 
     folder.mkdir(parents=True, exist_ok=True)
-    for name, image in zip(names, sample_images(names)):
-        image.save(folder / f"{name}.png")
+    images = sample_images(names)
+    for index, name in enumerate(names):
+        images[index].save(folder / f"{name}.png")
     return folder
 
 

@@ -60,7 +60,7 @@ def test_pretrain_flow_killed_then_resumed(
     monkeypatch.delenv("FRANCA_FAIL_STAGE")
     done = pretrain_flow(spec, tracking, return_state=True)
     recorded = done.result()
-    assert recorded.output.steps == 6 and Path(recorded.output.backbone).exists()
+    assert recorded.output.steps == 6 and Path(str(recorded.output.backbone)).exists()
     params = [
         json.loads(x)["params"] for x in (tmp_path / "pretrain" / "metrics.jsonl").open() if '"params"' in x
     ]

@@ -19,6 +19,7 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -79,8 +80,15 @@ def _task_states(flow_run_id: UUID) -> dict[str, list[str]]:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)), limit=200)
     states: dict[str, list[str]] = {}
     for run in runs:
-        states.setdefault(run.name.rsplit("-", 1)[0], []).append(run.state.name if run.state else "?")
+        states.setdefault(run.name.rsplit("-", 1)[0], []).append(str(run.state.name) if run.state else "?")
     return states
+
+
+def _run(name: str, parameters: dict[str, Any], job_variables: dict[str, Any]) -> FlowRun:
+    """Run a deployment and wait for its end (the worker picks it up)."""
+    run = run_deployment(name, parameters=parameters, job_variables=job_variables, timeout=1200)
+    assert isinstance(run, FlowRun)
+    return run
 
 
 def _mtimes(out: Path) -> dict[str, float]:
@@ -98,12 +106,10 @@ def two_runs(stack: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
             "NO_ALBUMENTATIONS_UPDATE": "1",
             "MLFLOW_TRACKING_URI": stack["mlflow"],
         }
-        first = run_deployment(
-            "end-to-end/default", parameters=_params(out), job_variables={"env": env}, timeout=1200
-        )
+        first = _run("end-to-end/default", _params(out), {"env": env})
         first_states = _task_states(first.id)
         before = _mtimes(out) if first.state and first.state.is_failed() else {}
-        second = run_deployment("end-to-end/default", parameters=_params(out), timeout=1200)
+        second = _run("end-to-end/default", _params(out), {})
         with get_client(sync_client=True) as client:
             flow_runs = {str(r.id): r for r in client.read_flow_runs(limit=100)}
         return {
@@ -132,7 +138,9 @@ def test_mlflow_holds_every_stage_linked_to_prefect(stack: dict[str, str], two_r
     """One parent, one child per stage, artifacts, lineage tags both ways, a registered backbone."""
     ctx = TrackingContext(uri=stack["mlflow"])
     client = mlflow(ctx)
-    exp = client.get_experiment_by_name(ctx.experiment).experiment_id
+    experiment = client.get_experiment_by_name(ctx.experiment)
+    assert experiment is not None
+    exp = experiment.experiment_id
     (parent,) = client.search_runs([exp], filter_string=f"tags.`{STAGE_TAG}` = 'pipeline'")
     assert parent.info.status == "FINISHED" and PIPELINE_KEY in parent.data.tags
     ids = {str(two_runs["first"].id), str(two_runs["second"].id)}

@@ -59,7 +59,8 @@ def test_metrics_survive_a_tracking_server_outage(tmp_path: Path, servers: Any) 
     thread.start()
 
     def run_has_points() -> bool:
-        runs = get_client(ctx).search_runs([get_client(ctx).get_experiment_by_name("outage").experiment_id])
+        experiment = get_client(ctx).get_experiment_by_name("outage")
+        runs = get_client(ctx).search_runs([experiment.experiment_id]) if experiment else []
         return bool(runs) and bool(runs[0].data.metrics)
 
     _wait(lambda: _steps(metrics) >= 1 and run_has_points(), 600)

@@ -12,6 +12,9 @@ from franca_core.tracking import JsonlSink
 from tasks.metrics import MetricsForwarder, MlflowMetricSink, record_metrics, to_metrics
 from tasks.tracking import get_client
 
+# MLflow's SQLite store emits SQLAlchemy deprecation warnings
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 
 class FlakySender:
     """Collects points; fails while ``down`` is set (as an unreachable server would)."""

@@ -6,6 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from tasks.artifacts import good_checkpoints
 from tasks.record import open_pipeline_run, record_stage, register
 from tasks.results import StageOutput
@@ -19,6 +21,9 @@ from tasks.tracking import (
     open_run,
     resolve_tracking,
 )
+
+# MLflow's SQLite store emits SQLAlchemy deprecation warnings
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def fake_run_dir(root: Path, steps: tuple[int, ...] = (2, 4), size: int = 2048) -> Path:
