@@ -22,6 +22,8 @@ from franca_core.evaluation.config import DatasetConfig, EvalConfig
 from franca_core.evaluation.features import FeatureRequest, FeatureSet, FeatureSource
 from franca_core.evaluation.transforms import ClassificationDataset, HbirdAugment, SegmentationDataset
 
+DEFAULT_CLASSIFICATION_REQUEST = FeatureRequest(last_blocks=4)
+
 
 class EvalResult(Protocol):
     """What every evaluator returns: a dataclass with its metrics and a short headline."""
@@ -78,7 +80,8 @@ class EvalContext:
         self, name: str, split: str, resolution: int, request: FeatureRequest | None = None
     ) -> FeatureSet:
         """Features of a classification split under the DINOv2 eval transform; targets = labels."""
-        request = request or FeatureRequest()
+        # One pass gives CLS, the last 4 blocks' CLS and avgpool: every image-level evaluator shares it.
+        request = request or DEFAULT_CLASSIFICATION_REQUEST
         key = ("cls", name, split, resolution, request)
         if key not in self._features:
             data = ClassificationDataset(self.classification_split(name, split), resolution)
