@@ -6,7 +6,7 @@ Iteration counts are epochs x OFFICIAL_EPOCH_LENGTH (1250) from the official yam
 
 Run locally (CPU, a few minutes)::
 
-    franca pretrain --config debug --run-dir runs/debug --max-steps 200
+    franca pretrain --config debug --run-dir runs/debug
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from franca_core.config.base import (
     BackboneConfig,
     CropsConfig,
     HeadsConfig,
+    LossConfig,
     MaskingConfig,
     OptimConfig,
     TeacherConfig,
@@ -27,7 +28,15 @@ EPOCH = 1250  # OFFICIAL_EPOCH_LENGTH
 
 
 def debug() -> PretrainConfig:
-    """A tiny ViT on the scikit-image photographs: CPU, minutes; for tests and smoke runs."""
+    """A tiny ViT on the scikit-image photographs: CPU, a few minutes; for tests and smoke runs.
+
+    Tuned to learn within 500 steps on 17 photographs (``tests/train/test_learning.py``: k-NN on
+    colour-distorted held-out crops rises from about 45% at init to about 65%). Departures from the
+    paper recipe, each for the tiny scale: L2-normalised head bottleneck (un-normalised tiny heads
+    start at logits ~1e-4 and stay uniform), DINO's softmax centering with a constant teacher
+    temperature instead of Sinkhorn-Knopp over 16-image batches, a faster teacher (momentum 0.98)
+    and 6 local crops. Run: ``franca pretrain --config debug --run-dir runs/debug``.
+    """
     return PretrainConfig(
         name="debug",
         backbone=BackboneConfig(
@@ -43,20 +52,21 @@ def debug() -> PretrainConfig:
             hidden_dim=256,
             l2_norm_bottleneck=True,
         ),
-        crops=CropsConfig(global_size=112, local_size=56, n_local=4),
+        loss=LossConfig(centering="softmax"),
+        crops=CropsConfig(global_size=112, local_size=56, n_local=6),
         masking=MaskingConfig(),
-        teacher=TeacherConfig(momentum=0.99, temp_warmup_iters=50),
+        teacher=TeacherConfig(momentum=0.98, temp_warmup=0.04, temp=0.04, temp_warmup_iters=0),
         optim=OptimConfig(
             base_lr=2e-3,
             scaling_rule="none",
-            warmup_iters=20,
-            total_iters=300,
+            warmup_iters=50,
+            total_iters=500,
             weight_decay_end=0.04,
             freeze_last_layer_iters=10,
             patch_embed_lr_mult=1.0,
         ),
-        data=DataConfig(source="sample_images", batch_size_per_rank=16),
-        runtime=RuntimeConfig(checkpoint_every=50, log_every=5),
+        data=DataConfig(source="sample_images", batch_size_per_rank=16, num_workers=1, max_short_side=256),
+        runtime=RuntimeConfig(checkpoint_every=100, log_every=5),
     )
 
 

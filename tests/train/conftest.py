@@ -35,6 +35,7 @@ TINY = (
     "crops.local_size=28",
     "crops.n_local=2",
     "data.batch_size_per_rank=4",
+    "data.num_workers=0",
     "data.max_short_side=64",
     "optim.total_iters=20",
     "optim.warmup_iters=2",

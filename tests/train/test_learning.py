@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.transforms import v2
 
-from franca_core.config import PRESETS, apply_overrides
+from franca_core.config import PRESETS
 from franca_core.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from franca_core.data.sources import CropsOfSourceDataset, sample_images
 from franca_core.evaluation.knn import knn_accuracies
@@ -59,7 +59,7 @@ def knn_top1(model: nn.Module, bank: CropsOfSourceDataset, queries: CropsOfSourc
 
 @pytest.mark.slow
 def test_debug_preset_learns_features_beyond_random_init(tmp_path: Path) -> None:
-    cfg = apply_overrides(PRESETS["debug"](), ["data.num_workers=1"])
+    cfg = PRESETS["debug"]()
     images = sample_images()
     size = cfg.crops.global_size
     bank = CropsOfSourceDataset(images, 20, crop_size=size, split="train", scale=SCALE)

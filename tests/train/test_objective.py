@@ -17,8 +17,11 @@ from franca_core.train.objective import FrancaObjective
 
 
 def tiny_config(**loss: object) -> PretrainConfig:
+    """The debug preset with the paper's Sinkhorn-Knopp targets unless ``loss`` says otherwise."""
     cfg = PRESETS["debug"]()
-    return cfg.model_copy(update={"loss": cfg.loss.model_copy(update=loss)}) if loss else cfg
+    return cfg.model_copy(
+        update={"loss": cfg.loss.model_copy(update={"centering": "sinkhorn_knopp", **loss})}
+    )
 
 
 @pytest.fixture(scope="module")
