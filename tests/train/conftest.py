@@ -10,10 +10,11 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import torch
 
 from franca_core.config import PRESETS, PretrainConfig, apply_overrides
 from franca_core.data.shards import write_tar_shard
@@ -44,6 +45,19 @@ TINY = (
     "runtime.checkpoint_every=2",
     "runtime.log_every=1",
 )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread() -> Iterator[None]:
+    """Run the engine tests with one intra-op thread (subprocesses get ``OMP_NUM_THREADS=1``).
+
+    On a busy 2-core machine, two OpenMP threads per process spend most of their time spin-waiting:
+    the engine tests ran about 10x slower with them. Results are deterministic either way.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny_overrides(*extra: str) -> list[str]:

@@ -59,7 +59,7 @@ def test_training_steps_lower_the_loss_on_real_images(batch: MultiCropBatch) -> 
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05
     # The clustering term itself learns: it falls below the uniform-prediction value sum_l log K_l
     # (a stuck head sits at exactly that value while KoLeo alone lowers the total).
-    uniform = sum(math.log(k) for k in objective.student.dino_head.n_prototypes)
+    uniform = sum(math.log(k) for k in objective.teacher.dino_head.n_prototypes)
     assert np.mean(dino[-3:]) < uniform - 0.3
 
 
