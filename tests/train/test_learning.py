@@ -64,7 +64,7 @@ def test_debug_preset_learns_features_beyond_random_init(tmp_path: Path) -> None
     size = cfg.crops.global_size
     bank = CropsOfSourceDataset(images, 20, crop_size=size, split="train", scale=SCALE)
     queries = CropsOfSourceDataset(
-        images, 10, crop_size=size, split="heldout", scale=SCALE, transform=distorted()
+        images, 30, crop_size=size, split="heldout", scale=SCALE, transform=distorted()
     )
 
     seed_everything(cfg.runtime.seed)  # exactly the initial teacher of the run below
@@ -76,4 +76,5 @@ def test_debug_preset_learns_features_beyond_random_init(tmp_path: Path) -> None
         f"k-NN top-1 on distorted held-out crops: random init {random_top1:.1f}%, trained {trained_top1:.1f}%"
     )
     assert result.steps == cfg.optim.total_iters
-    assert trained_top1 >= random_top1 + 10.0
+    # 510 queries: one standard error is about 2.2 points, so +6 is well beyond noise.
+    assert trained_top1 >= random_top1 + 6.0
