@@ -21,7 +21,7 @@ def test_split_rows_match_single_process(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     worker = importlib.import_module("losses_ddp_worker")
     mp.spawn(worker.run, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=worker.WORLD, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(worker.WORLD)]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(worker.WORLD)]
     full = worker.make_logits()
     rows, n_pad, temp = worker.ROWS, worker.N_PAD, worker.TEMP
 
