@@ -51,7 +51,8 @@ def test_curate_flow_fans_out_and_caches(
 def test_pretrain_flow_killed_then_resumed(
     tmp_path: Path, no_tracking_env: None, monkeypatch, task_states
 ) -> None:
-    spec = TrainSpec(run_dir=str(tmp_path / "pretrain"), max_steps=6, overrides=TINY)
+    # 40 steps: the kill is polled every 0.5 s, so a short run could finish before it lands.
+    spec = TrainSpec(run_dir=str(tmp_path / "pretrain"), max_steps=40, overrides=TINY)
     tracking = TrackingParams(store_dir=str(tmp_path / "mlflow"))
     monkeypatch.setenv("FRANCA_FAIL_STAGE", "pretrain@2")  # preempted after its first checkpoint
     failed = pretrain_flow(spec, tracking, return_state=True)
@@ -60,7 +61,7 @@ def test_pretrain_flow_killed_then_resumed(
     monkeypatch.delenv("FRANCA_FAIL_STAGE")
     done = pretrain_flow(spec, tracking, return_state=True)
     recorded = done.result()
-    assert recorded.output.steps == 6 and Path(str(recorded.output.backbone)).exists()
+    assert recorded.output.steps == 40 and Path(str(recorded.output.backbone)).exists()
     params = [
         json.loads(x)["params"] for x in (tmp_path / "pretrain" / "metrics.jsonl").open() if '"params"' in x
     ]
@@ -68,7 +69,7 @@ def test_pretrain_flow_killed_then_resumed(
     client = get_client(resolve_tracking(tracking, tmp_path))
     run = client.get_run(recorded.mlflow_run_id)
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
-    assert steps == list(range(1, 7))  # every step once, across the kill
+    assert steps == list(range(1, 41))  # every step once, across the kill
     checkpoints = {Path(f.path).name for f in client.list_artifacts(run.info.run_id, "checkpoints")}
     assert {f"model_{s:07d}.pt" for s in (2, 4, 6)} <= checkpoints
     cached = pretrain_flow(spec, tracking, return_state=True)
