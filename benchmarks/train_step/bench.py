@@ -31,10 +31,11 @@ from franca_core.config import PRESETS, PretrainConfig, apply_overrides, derived
 from franca_core.data.augment import MultiCropSample
 from franca_core.data.collate import MultiCropBatch, collate_multicrop
 from franca_core.data.position import attach_masks
+from franca_core.models.layers.attention import Attention, xformers_for
 from franca_core.train.build import build_objective
 from franca_core.train.data import build_masker, initial_position
 from franca_core.train.loop import train_step
-from franca_core.train.parallel import DistEnv
+from franca_core.train.parallel import DistEnv, compile_blocks
 from franca_core.train.setup import Run, StartPoint, autocast_dtype, build_optimizer, build_schedules
 
 # Dense bf16 peak of the GPUs we expect (NVIDIA data sheets; SXM parts).
@@ -113,13 +114,26 @@ def peak_flops(device: torch.device) -> float | None:
     return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
 
 
+def _kernel_label(attention: str, run: Run, device: torch.device) -> str:
+    """``auto`` names the kernel it resolved to (xFormers only when its probe call runs here)."""
+    if not attention.startswith("auto"):
+        return attention
+    head_dim = next(m.head_dim for m in run.objective.modules() if isinstance(m, Attention))
+    xf = xformers_for(device, run.autocast_dtype or torch.float32, head_dim) is not None
+    return attention.replace("auto", "auto=xformers" if xf else "auto=sdpa", 1)
+
+
 def measure(
     cfg: PretrainConfig, attention: str, batch_size: int, repeats: int, device: torch.device
 ) -> Measurement:
-    cfg = apply_overrides(cfg, [f"backbone.attention={attention}"])
+    """``attention`` is a backbone kernel, or ``KERNEL+compile`` to also compile the blocks."""
+    kernel, _, compiled = attention.partition("+")
+    cfg = apply_overrides(cfg, [f"backbone.attention={kernel}"])
     run = build_bench_run(cfg, device)
     batch = synthetic_batch(cfg, batch_size).to(device)
     flops = count_flops(run, batch)
+    if compiled:  # after counting: the flop counter runs the eager blocks
+        compile_blocks(run.objective)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
@@ -134,7 +148,7 @@ def measure(
     peak = peak_flops(device)
     return Measurement(
         config=cfg.name,
-        attention=attention,
+        attention=_kernel_label(attention, run, device),
         batch=batch_size,
         seconds_per_step=seconds,
         images_per_s=batch_size / seconds,
@@ -147,7 +161,12 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["debug"], help="presets or YAML files")
-    parser.add_argument("--attention", nargs="+", default=["eager", "sdpa"], help="first one is the baseline")
+    parser.add_argument(
+        "--attention",
+        nargs="+",
+        default=["eager", "sdpa"],
+        help="first one is the baseline; KERNEL+compile also torch.compiles the blocks (e.g. sdpa+compile)",
+    )
     parser.add_argument("--batch", type=int, default=None, help="images per step (default: the config's)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -169,13 +188,13 @@ def main() -> None:
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, median of {args.repeats}"
     )
     print(
-        f"{'config':<14}{'attention':<10}{'batch':>6}{'s/step':>9}{'img/s':>9}{'peak MiB':>10}"
+        f"{'config':<14}{'attention':<20}{'batch':>6}{'s/step':>9}{'img/s':>9}{'peak MiB':>10}"
         f"{'TFLOP/step':>11}{'MFU':>7}{'vs base':>9}"
     )
     for r in results:
         mfu = "-" if r.mfu is None else f"{100 * r.mfu:.1f}%"
         print(
-            f"{r.config:<14}{r.attention:<10}{r.batch:>6}{r.seconds_per_step:>9.3f}{r.images_per_s:>9.1f}"
+            f"{r.config:<14}{r.attention:<20}{r.batch:>6}{r.seconds_per_step:>9.3f}{r.images_per_s:>9.1f}"
             f"{r.peak_memory_mib:>10.0f}{r.tflops_per_step:>11.3f}{mfu:>7}{r.speedup_vs_baseline:>8.2f}x"
         )
     if args.out:

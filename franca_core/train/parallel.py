@@ -55,7 +55,11 @@ class DistEnv:
 
 
 def init_distributed(device: Literal["auto", "cpu", "cuda"] = "auto") -> DistEnv:
-    """Join the torchrun process group (if launched with more than one process) and pick the device."""
+    """Join the torchrun process group and pick the device.
+
+    The group is joined with more than one process, or under ``torchrun`` with one (so that an explicit
+    ``runtime.distributed=ddp|fsdp`` can be exercised on a single GPU).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -65,7 +69,8 @@ def init_distributed(device: Literal["auto", "cpu", "cuda"] = "auto") -> DistEnv
     dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
+    launched = world > 1 or "TORCHELASTIC_RUN_ID" in os.environ
+    if launched and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=dev if use_cuda else None)
     return DistEnv(rank=rank, local_rank=local_rank, world_size=world, device=dev)
 
@@ -77,8 +82,9 @@ def shutdown() -> None:
 
 
 def resolve_mode(requested: Literal["auto", "none", "ddp", "fsdp"], world_size: int) -> ParallelMode:
-    """``auto`` means DDP with more than one process; a single process never wraps."""
-    if world_size == 1:
+    """``auto`` means DDP with more than one process; a single process wraps only when asked explicitly
+    and it is part of a process group (``torchrun --nproc-per-node 1``)."""
+    if world_size == 1 and not (requested in ("ddp", "fsdp") and dist.is_initialized()):
         return "none"
     return "fsdp" if requested == "fsdp" else "ddp"
 

@@ -5,8 +5,11 @@ then ``proj`` (D -> D). Three interchangeable kernels compute the same numbers:
 
 * ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention`` (default on CPU);
 * ``"eager"``: softmax(q kᵀ · scale) v written out, for tests and debugging;
-* ``"auto"``: xFormers ``memory_efficient_attention`` when xFormers imports and the input is on CUDA, else
-  SDPA. xFormers is imported lazily and only once; ``XFORMERS_DISABLED=1`` turns it off (as officially).
+* ``"auto"``: xFormers ``memory_efficient_attention`` when xFormers imports, the input is on CUDA and a
+  one-off probe call with that dtype and head width succeeds, else SDPA. xFormers is imported lazily and
+  only once; ``XFORMERS_DISABLED=1`` turns it off (as officially). The probe matters: an xFormers wheel
+  built for another torch imports fine but has no CUDA kernels (seen on an H100 with torch 2.11 and
+  xformers 0.0.35), and its kernels refuse some dtype/head-width pairs.
 
 SDPA returns no weights, so ``attention_weights`` recomputes softmax(q kᵀ · scale) for visualisation.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable
 from typing import Literal
 
@@ -36,6 +40,24 @@ def xformers_attention() -> Callable[..., Tensor] | None:
     except Exception:  # ImportError, or a binary built for another torch/CUDA
         return None
     fn: Callable[..., Tensor] = memory_efficient_attention
+    return fn
+
+
+@functools.lru_cache(maxsize=64)
+def xformers_for(device: torch.device, dtype: torch.dtype, head_dim: int) -> Callable[..., Tensor] | None:
+    """xFormers' kernel if it runs on ``device`` for this dtype and head width (probed once), else None."""
+    fn = xformers_attention()
+    if fn is None or device.type != "cuda":
+        return None
+    probe = torch.zeros(1, 8, 1, head_dim, device=device, dtype=dtype)
+    try:
+        fn(probe, probe, probe)
+    except Exception as err:  # NotImplementedError: no kernel built for this input
+        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        warnings.warn(
+            f"xFormers cannot run {dtype} head_dim={head_dim}, using SDPA: {first_line}", stacklevel=2
+        )
+        return None
     return fn
 
 
@@ -90,7 +112,9 @@ class Attention(nn.Module):
         B, N, D = x.shape
         q, k, v = self._qkv(x)  # [B, N, h, hd] each
         dropout_p = self.attn_drop if self.training else 0.0
-        xformers_fn = xformers_attention() if self.backend == "auto" and x.is_cuda else None
+        xformers_fn = (
+            xformers_for(x.device, q.dtype, q.shape[-1]) if self.backend == "auto" and x.is_cuda else None
+        )
         if xformers_fn is not None:
             out = xformers_fn(q, k, v, p=dropout_p)  # xFormers layout [B, N, h, hd]
         else:
@@ -111,4 +135,11 @@ class Attention(nn.Module):
         return ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
 
 
-__all__ = ["ATTN_BACKENDS", "Attention", "AttnBackend", "eager_attention", "xformers_attention"]
+__all__ = [
+    "ATTN_BACKENDS",
+    "Attention",
+    "AttnBackend",
+    "eager_attention",
+    "xformers_attention",
+    "xformers_for",
+]
