@@ -53,8 +53,8 @@ def _stages(params: PipelineParams, tracking: TrackingParams, parent: str) -> li
     data = curate_flow(params.curate_spec(), tracking, parent)
     ref = data.output.data
     done: list[Recorded[Any]] = [data, pretrain_flow(params.pretrain_spec(ref), tracking, parent)]
-    if params.finetune.enabled:
-        done.append(finetune_flow(params.finetune_spec(ref, done[-1].output.out_dir), tracking, parent))
+    if params.finetune.enabled:  # one record per high-resolution stage
+        done += finetune_flow(params.finetune_spec(ref, done[-1].output.out_dir), tracking, parent)
     backbone = done[-1].output.backbone
     if backbone is None:
         raise RuntimeError(f"stage {done[-1].output.stage} exported no backbone")

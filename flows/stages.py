@@ -97,16 +97,21 @@ def pretrain_flow(
 @flow(name="finetune-highres", log_prints=True)
 def finetune_flow(
     spec: TrainSpec, tracking: TrackingParams | None = None, parent_run_id: str | None = None
-) -> Recorded[TrainOutput]:
-    """High-resolution finetuning: stage 1 (364 px) then stage 2 (518 px), one MLflow run each."""
+) -> list[Recorded[TrainOutput]]:
+    """High-resolution finetuning: stage 1 (364 px) then stage 2 (518 px), one MLflow run each.
+
+    Returns every stage's record in order (the last holds the final backbone); the run directory's
+    ``summary.json`` lists the stages too.
+    """
     ctx = tracking_context(tracking or TrackingParams(), spec.run_dir, parent_run_id)
     stages = [spec.highres_stage] if spec.highres_stage else [1, 2]
-    recorded = None
+    recorded: list[Recorded[TrainOutput]] = []
     for k in stages:
         stage_spec = spec.model_copy(update={"kind": "finetune-highres", "highres_stage": k})
         output = cached(train, spec.run_dir, "ctx")(stage_spec, ctx)
-        recorded = record(output, ctx)
-    assert recorded is not None
+        recorded.append(record(output, ctx))
+        wall = output.summary.get("wall_time_s", 0.0)
+        print(f"{output.stage}: {output.steps} steps in {wall:.0f} s, backbone {output.backbone}")
     return recorded
 
 

@@ -4,8 +4,9 @@ The training process writes ``metrics.jsonl`` (one JSON object per logged step) 
 MLflow. ``MetricsForwarder`` reads that file from a byte offset kept in a small cursor file and
 sends complete lines with ``log_batch``; the offset moves only after the server accepted them, so an
 unreachable server just means the points wait on disk until the next attempt (the file is the
-buffer). Timestamps come from the records, or are fixed once per line, so a batch sent twice (a
-reply lost after the server stored it) carries identical points.
+buffer). Timestamps come from the records (``JsonlSink`` writes a wall-clock ``time`` on each), or, for
+files written before it did, are fixed once per line, so a batch sent twice (a reply lost after the
+server stored it) carries identical points.
 
 ``MlflowMetricSink`` is the same mechanism behind the ``MetricSink`` interface of
 ``franca_core.tracking`` (``log(step, metrics)`` / ``close()``): it appends to a local spool file
@@ -27,12 +28,13 @@ from typing import Any
 
 from mlflow.entities import Metric
 
+from franca_core.tracking import TIME_KEY
 from tasks.tracking import TrackingContext, get_client, log_params
 
 log = logging.getLogger(__name__)
 
 MAX_METRICS_PER_BATCH = 1000
-TIME_KEYS = ("time", "timestamp", "wall_time")
+TIME_KEYS = (TIME_KEY, "timestamp", "wall_time")
 SKIP_KEYS = frozenset({"step", "epoch_time", *TIME_KEYS})
 Sender = Callable[[list[Metric]], None]
 

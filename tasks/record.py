@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlflow.entities import Run
 from prefect import task
 from prefect.tasks import exponential_backoff
 
 from tasks.artifacts import log_checkpoints, log_files, register_backbone
-from tasks.links import TASK_RUN_TAG, link_flow_run, prefect_tags
+from tasks.links import FLOW_RUN_TAG, TASK_RUN_TAG, link_flow_run, prefect_tags
 from tasks.metrics import MetricsForwarder, mlflow_sender
 from tasks.results import StageOutput
+from tasks.reuse import existing_record, record_reference, reused_from_elsewhere
 from tasks.tracking import (
     DATA_TAG,
     PIPELINE_KEY,
@@ -68,9 +70,28 @@ def forward_metrics(ctx: TrackingContext, run_id: str, output: StageOutput) -> i
     return MetricsForwarder(source, cursor, mlflow_sender(ctx, run_id)).pump()
 
 
+def record_reuse(ctx: TrackingContext, output: StageOutput, original: Run) -> str:
+    """A stage reused from another pipeline run's cache: shown under this parent, returns its run id."""
+    lineage = {k: v for k, v in stage_tags(output).items() if not k.startswith("prefect.")}
+    lineage.update(prefect_tags())  # the Prefect runs that reused it; the original keeps its own
+    if output.prefect.get(FLOW_RUN_TAG):
+        lineage["franca.cached_from_prefect_flow_run_id"] = output.prefect[FLOW_RUN_TAG]
+    record_reference(ctx, output, original, lineage)
+    run_id = original.info.run_id
+    link_flow_run(run_id, run_url(ctx, experiment_id(get_client(ctx), ctx), run_id), output.stage)
+    return run_id
+
+
 @task(name="record-stage", **IO_RETRIES)  # type: ignore[call-overload]
 def record_stage(output: StageOutput, ctx: TrackingContext) -> str:
-    """Put a finished stage into MLflow (idempotent); returns the MLflow run id."""
+    """Put a finished stage into MLflow (idempotent); returns the MLflow run id.
+
+    A stage whose complete record was made under another parent run (reused from the cache by this
+    pipeline run) keeps that record; this parent gets a cached reference to it (``tasks/reuse.py``).
+    """
+    original = existing_record(ctx, output.key)
+    if original is not None and reused_from_elsewhere(ctx, original):
+        return record_reuse(ctx, output, original)
     run_id = open_stage_run(ctx, output.stage, output.key, stage_tags(output))
     log_params(ctx, run_id, flatten(output.config))
     forward_metrics(ctx, run_id, output)
@@ -115,7 +136,8 @@ def close_pipeline_run(
 ) -> None:
     """Stage run ids (``franca.stage_run.<stage>`` tags), headline numbers and summary files on the
     parent run, then its final status. The tags matter when a stage came from the cache of an
-    earlier pipeline run with other parameters: its run is then nested under that pipeline's run."""
+    earlier pipeline run with other parameters: its run is then nested under that pipeline's run
+    (``record_stage`` also gave this parent a ``<stage> (cached)`` child run pointing at it)."""
     client = get_client(ctx)
     set_tags(ctx, run_id, {f"franca.stage_run.{stage}": rid for stage, rid in (stage_runs or {}).items()})
     for name, value in summary.items():

@@ -14,6 +14,7 @@ from pathlib import Path
 from prefect import task
 
 from franca_core.config.highres import HIGHRES_STAGES
+from franca_core.train.finetune_summary import SUMMARY_NAME
 from tasks.artifacts import good_checkpoints, log_checkpoints
 from tasks.faults import InjectedFailureError, kill_step
 from tasks.launch import LaunchOutcome, StopCheck, run_training, tail
@@ -103,12 +104,15 @@ def _output(spec: TrainSpec, key: str) -> TrainOutput:
     losses = {f"final_loss/{k}": float(v) for k, v in result.get("final_losses", {}).items()}
     exported = result.get("teacher_safetensors")
     files = [run_dir / n for n in ("config.json", "derived.json", "result.json", "launch.log")]
+    if spec.kind == "finetune-highres":  # every high-resolution stage finished so far
+        files.append(Path(spec.run_dir) / SUMMARY_NAME)
+    wall, rate = (float(result.get(k, 0.0)) for k in ("wall_time_s", "images_per_s"))
     return TrainOutput(
         stage=stage_name(spec),
         key=key,
         out_dir=str(run_dir),
         config=read_json(run_dir / "config.json"),
-        summary={**losses, "final_images_per_s": float(result.get("images_per_s", 0.0))},
+        summary={**losses, "wall_time_s": wall, "final_images_per_s": rate},
         metrics_file=str(run_dir / "metrics.jsonl"),
         checkpoints=True,
         artifacts={"run": [str(f) for f in files], "export": [str(run_dir / "export")]},

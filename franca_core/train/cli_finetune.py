@@ -8,11 +8,14 @@
 training checkpoint, or a backbone file (then ``--config`` gives the base recipe). Stage k runs in
 ``<run-dir>/<stage name>`` and starts from the previous stage's teacher; rerunning resumes where it
 stopped (a finished stage is not trained again). ``key=value`` overrides apply to every stage.
+After each stage ``<run-dir>/summary.json`` lists every finished stage (``train/finetune_summary.py``):
+run directory, steps, wall time, final losses and exported teacher of each.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from franca_core.train.cli_pretrain import (
     setup_logging,
     with_max_steps,
 )
+from franca_core.train.finetune_summary import finetune_summary, format_summary, write_finetune_summary
 from franca_core.train.loop import NonFiniteLossError
 
 
@@ -95,6 +99,15 @@ def stage_configs(args: argparse.Namespace) -> list[tuple[PretrainConfig, Path]]
     return plans
 
 
+def summarize(run_dir: Path, show: bool) -> None:
+    """Rewrite ``<run-dir>/summary.json`` with every finished stage; print it if ``show`` (rank 0)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    write_finetune_summary(run_dir)
+    if show:
+        print(format_summary(finetune_summary(run_dir), run_dir))
+
+
 def run(args: argparse.Namespace) -> int:
     setup_logging()
     try:
@@ -108,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         for cfg, stage_dir in plans:
             result = pretrain(cfg, stage_dir, progress=not args.no_progress)
             report(result, stage_dir)
+            last = result.status != "completed" or stage_dir == plans[-1][1]
+            summarize(args.run_dir, show=last)
             if result.status != "completed":
                 return 3
     except USER_ERRORS as err:

@@ -6,10 +6,17 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from flows.stages import curate_flow, pretrain_flow
+from flows.pipeline import results_table
+from flows.stages import curate_flow, finetune_flow, pretrain_flow
+from franca_core.config import PRESETS, PretrainConfig, load_config
+from franca_core.tracking import read_jsonl_metrics
+from franca_core.train.engine import pretrain
+from tasks.record import open_pipeline_run
+from tasks.reuse import CACHED_FROM_RUN, CACHED_TAG
 from tasks.specs import CurateSpec, TrackingParams, TrainSpec
-from tasks.tracking import DATA_TAG, get_client, resolve_tracking
+from tasks.tracking import DATA_TAG, PARENT_TAG, experiment_id, get_client, resolve_tracking
 
 # the harness's Prefect server emits SQLAlchemy deprecation warnings by the hundred
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -72,5 +79,71 @@ def test_pretrain_flow_killed_then_resumed(
     assert steps == list(range(1, 41))  # every step once, across the kill
     checkpoints = {Path(f.path).name for f in client.list_artifacts(run.info.run_id, "checkpoints")}
     assert {f"model_{s:07d}.pt" for s in (2, 4, 6)} <= checkpoints
+    stamps = [m.timestamp for m in client.get_metric_history(run.info.run_id, "loss")]  # by step, as above
+    last = read_jsonl_metrics(tmp_path / "pretrain" / "metrics.jsonl")[-1]
+    assert stamps == sorted(stamps) and stamps[-1] == int(last["time"] * 1000)  # the records' wall clock
     cached = pretrain_flow(spec, tracking, return_state=True)
     assert task_states(cached.state_details.flow_run_id)["train"] == ["Cached"]
+    # a later pipeline run reuses the cached stage: its parent run shows it, the record stays put
+    ctx = resolve_tracking(tracking, tmp_path)
+    later = open_pipeline_run.fn(ctx, "later-pipeline", "pipeline-later", {})
+    reused = pretrain_flow(spec, tracking, later, return_state=True)
+    assert task_states(reused.state_details.flow_run_id)["train"] == ["Cached"]
+    assert reused.result().mlflow_run_id == recorded.mlflow_run_id
+    assert PARENT_TAG not in client.get_run(recorded.mlflow_run_id).data.tags
+    exp = experiment_id(client, ctx)
+    (ref,) = client.search_runs([exp], filter_string=f"tags.`{PARENT_TAG}` = '{later}'")
+    assert (ref.data.tags[CACHED_TAG], ref.data.tags[CACHED_FROM_RUN]) == ("true", recorded.mlflow_run_id)
+    assert ref.data.tags["prefect.flow_run_id"] == str(reused.state_details.flow_run_id)
+    assert ref.data.metrics["final_loss/total"] == recorded.output.summary["final_loss/total"]
+    assert client.get_run(later).data.tags["franca.cached_stage.pretrain"] == recorded.mlflow_run_id
+    again = pretrain_flow(spec, tracking, later, return_state=True)  # the same pipeline again: no new run
+    assert again.result().mlflow_run_id == recorded.mlflow_run_id
+    assert len(client.search_runs([exp], filter_string=f"tags.`{PARENT_TAG}` = '{later}'")) == 1
+
+
+TINY_MODEL = [
+    "backbone.embed_dim=32",
+    "backbone.depth=2",
+    "backbone.num_heads=2",
+    "heads.n_levels=2",
+    "heads.hidden_dim=32",
+    "heads.dino_bottleneck=16",
+    "heads.ibot_bottleneck=16",
+    "heads.dino_prototypes=64",
+    "heads.ibot_prototypes=64",
+    "data.num_workers=0",
+    "data.max_short_side=64",
+]
+
+
+@pytest.mark.slow
+def test_finetune_flow_records_and_summarises_both_stages(tmp_path: Path, no_tracking_env: None) -> None:
+    base = load_config(PretrainConfig, "debug", PRESETS, [*TINY, *TINY_MODEL, "runtime.max_steps=2"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        pretrain(base, tmp_path / "pretrain")
+    finally:
+        torch.set_num_threads(threads)
+    spec = TrainSpec(kind="finetune-highres", run_dir=str(tmp_path / "finetune"), max_steps=1,
+                     init_from=str(tmp_path / "pretrain"),
+                     overrides=["data.batch_size_per_rank=2", "crops.n_local=1"])  # fmt: skip
+    tracking = TrackingParams(store_dir=str(tmp_path / "mlflow"))
+    recorded = finetune_flow(spec, tracking)
+    assert [r.output.stage for r in recorded] == ["finetune-highres/hr364", "finetune-highres/hr518"]
+    assert list(results_table(recorded)) == ["finetune-highres/hr364", "finetune-highres/hr518"]
+    summary = json.loads((tmp_path / "finetune" / "summary.json").read_text())
+    assert [(s["stage"], s["run_dir"]) for s in summary["stages"]] == [("hr364", "hr364"), ("hr518", "hr518")]
+    client = get_client(resolve_tracking(tracking, tmp_path))
+    for rec, stage in zip(recorded, summary["stages"], strict=True):
+        out = rec.output
+        assert out.steps == stage["steps"] == 1
+        assert out.out_dir == str(tmp_path / "finetune" / stage["run_dir"])
+        assert out.summary["wall_time_s"] == stage["wall_time_s"] > 0
+        assert out.summary["final_loss/total"] == stage["final_losses"]["total"]
+        assert Path(str(out.backbone)) == tmp_path / "finetune" / stage["teacher_safetensors"]
+        assert client.get_run(rec.mlflow_run_id).data.metrics["wall_time_s"] == stage["wall_time_s"]
+    assert summary["backbone"] == "hr518/export/teacher_backbone.safetensors"
+    local = client.download_artifacts(recorded[-1].mlflow_run_id, "run/summary.json", str(tmp_path))
+    assert json.loads(Path(local).read_text()) == summary  # the last stage's run holds the whole summary

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from franca_core.tracking import record_metrics as jsonl_record_metrics
 from tasks.record import record_stage
 from tasks.specs import TrainSpec
 from tasks.tracking import STAGE_KEY, TrackingContext, get_client
@@ -45,7 +46,7 @@ def _file_points(path: Path) -> set[tuple[str, int, float]]:
     for line in path.read_text().splitlines():
         record = json.loads(line)
         if "step" in record:
-            points |= {(k, record["step"], float(v)) for k, v in record.items() if k != "step"}
+            points |= {(k, record["step"], v) for k, v in jsonl_record_metrics(record).items()}
     return points
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 from mlflow.entities import Metric
 
 from franca_core.tracking import JsonlSink
+from franca_core.tracking import record_metrics as jsonl_record_metrics
 from tasks.metrics import MetricsForwarder, MlflowMetricSink, record_metrics, to_metrics
 from tasks.tracking import get_client
 
@@ -34,7 +36,7 @@ class FlakySender:
 
 def _expected(path: Path) -> list[tuple[str, int, float]]:
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    return sorted((k, r["step"], float(v)) for r in rows if "step" in r for k, v in r.items() if k != "step")
+    return sorted((k, r["step"], v) for r in rows if "step" in r for k, v in jsonl_record_metrics(r).items())
 
 
 def test_record_metrics_keeps_numbers_only() -> None:
@@ -43,6 +45,22 @@ def test_record_metrics_keeps_numbers_only() -> None:
     (point,) = to_metrics({"step": 3, "time": 1.7e9, "loss": 1.5}, fallback_ms=5)
     assert (point.key, point.step, point.timestamp) == ("loss", 3, 1_700_000_000_000)
     assert to_metrics({"params": {"a": 1}}, 0) == []
+
+
+def test_jsonl_record_time_becomes_the_mlflow_timestamp(tmp_path: Path) -> None:
+    path, sender = tmp_path / "metrics.jsonl", FlakySender()
+    path.write_text('{"step": 1, "loss": 1.0}\n')  # written before records had a time: synthesised
+    clock = iter([1_767_225_600.25, 1_767_225_601.5])
+    sink = JsonlSink(path, clock=lambda: next(clock))
+    sink.log_metrics(2, {"loss": 0.5, "lr": 0.1})
+    sink.log_metrics(3, {"loss": 0.25})
+    sink.close()
+    assert MetricsForwarder(path, tmp_path / "cursor.json", sender).pump() == 4
+    stamps = {(p.key, p.step): p.timestamp for p in sender.points}
+    assert stamps[("loss", 2)] == stamps[("lr", 2)] == 1_767_225_600_250
+    assert stamps[("loss", 3)] == 1_767_225_601_500
+    assert abs(stamps[("loss", 1)] / 1000 - time.time()) < 600  # fallback: the forwarder's clock
+    assert sender.seen() == _expected(path)  # "time" is a timestamp, never a metric
 
 
 def test_outage_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:

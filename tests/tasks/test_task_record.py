@@ -11,11 +11,15 @@ import pytest
 from tasks.artifacts import good_checkpoints
 from tasks.record import open_pipeline_run, record_stage, register
 from tasks.results import StageOutput
+from tasks.reuse import CACHED_FROM_ARTIFACTS, CACHED_FROM_PARENT, CACHED_FROM_RUN, CACHED_TAG
 from tasks.specs import TrackingParams
 from tasks.tracking import (
     PARENT_TAG,
     STAGE_KEY,
+    STAGE_TAG,
     TrackingContext,
+    experiment_id,
+    find_run,
     flatten,
     get_client,
     open_run,
@@ -116,6 +120,35 @@ def test_parent_child_and_registry(tracking_ctx: TrackingContext, tmp_path: Path
     assert get_client(tracking_ctx).get_run(child).data.tags[PARENT_TAG] == parent
     assert register.fn(tracking_ctx, output, child) == "1"
     assert register.fn(tracking_ctx, output, child) == "1"  # same run: no second version
+
+
+def test_stage_reused_by_another_pipeline_is_shown_under_it(
+    tracking_ctx: TrackingContext, tmp_path: Path
+) -> None:
+    first = open_pipeline_run.fn(tracking_ctx, "pipe-1", "pipeline-1", {})
+    second = open_pipeline_run.fn(tracking_ctx, "pipe-2", "pipeline-2", {})
+    output = output_for(fake_run_dir(tmp_path / "run"))
+    original = record_stage.fn(output, tracking_ctx.child(first))
+    # pipeline 2 got the stage from the cache: the record stays under pipeline 1, 2 gets a reference
+    assert record_stage.fn(output, tracking_ctx.child(second)) == original
+    assert record_stage.fn(output, tracking_ctx.child(second)) == original  # a retry: nothing new
+    client = get_client(tracking_ctx)
+    exp = experiment_id(client, tracking_ctx)
+    assert client.get_run(original).data.tags[PARENT_TAG] == first
+    (ref,) = client.search_runs([exp], filter_string=f"tags.`{PARENT_TAG}` = '{second}'")
+    tags = ref.data.tags
+    assert (tags[CACHED_TAG], tags[CACHED_FROM_RUN], tags[CACHED_FROM_PARENT]) == ("true", original, first)
+    assert tags[CACHED_FROM_ARTIFACTS] == client.get_run(original).info.artifact_uri
+    assert tags["franca.data_manifest_sha256"] == "abc123" and original in tags["mlflow.note.content"]
+    assert STAGE_KEY not in tags and STAGE_TAG not in tags  # lookups of the stage still find the original
+    assert find_run(client, exp, STAGE_KEY, "k1") == original
+    assert ref.info.run_name == "pretrain (cached)" and ref.info.status == "FINISHED"
+    assert ref.data.metrics == {"final_loss": 0.25} and not client.list_artifacts(ref.info.run_id)
+    assert client.get_run(second).data.tags["franca.cached_stage.pretrain"] == original
+    # pipeline 1 rerun: its own record, no reference
+    assert record_stage.fn(output, tracking_ctx.child(first)) == original
+    under_first = client.search_runs([exp], filter_string=f"tags.`{PARENT_TAG}` = '{first}'")
+    assert [r.info.run_id for r in under_first] == [original]
 
 
 def test_open_run_reopens_by_key(tracking_ctx: TrackingContext) -> None:

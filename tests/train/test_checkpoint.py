@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from franca_core.data.position import DataPosition
-from franca_core.tracking import JsonlSink, NullSink, read_jsonl_metrics
+from franca_core.tracking import JsonlSink, NullSink, read_jsonl_metrics, record_metrics, record_time
 from franca_core.train.checkpoint import (
     TrainingState,
     apply_retention,
@@ -98,3 +100,26 @@ def test_jsonl_sink_resumes_without_duplicate_steps(tmp_path: Path) -> None:
     resumed.close()
     assert [(r["step"], r["loss"]) for r in read_jsonl_metrics(path)] == [(1, 1.0), (2, 2.0), (3, 30.0)]
     NullSink().log_metrics(1, {"x": 1.0})
+
+
+def test_jsonl_records_carry_wall_clock_time(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 1.0}\n')  # a record of a file written before "time" existed
+    before = time.time()
+    sink = JsonlSink(path)
+    sink.log_params({"lr": 0.1})
+    sink.log_metrics(2, {"loss": 0.5})
+    sink.close()
+    after = time.time()
+    params, line = (json.loads(line) for line in path.read_text().splitlines()[1:])
+    assert before <= params["time"] <= line["time"] <= after  # UTC epoch seconds
+    old, new = read_jsonl_metrics(path)
+    assert (record_time(old), record_metrics(old)) == (None, {"loss": 1.0})
+    assert (record_time(new), record_metrics(new)) == (line["time"], {"loss": 0.5})
+    clocked = JsonlSink(tmp_path / "clocked.jsonl", clock=lambda: 1_767_225_600.5)
+    clocked.log_metrics(3, {"loss": 0.25})
+    with pytest.raises(ValueError, match="reserved"):
+        clocked.log_metrics(4, {"time": 1.0})
+    clocked.close()
+    (record,) = read_jsonl_metrics(tmp_path / "clocked.jsonl")
+    assert record == {"step": 3, "time": 1_767_225_600.5, "loss": 0.25}

@@ -12,7 +12,7 @@ import torch
 from franca_core.cli import main as franca_main
 from franca_core.config import PretrainConfig
 from franca_core.models.pretrained import load_backbone
-from franca_core.tracking import read_jsonl_metrics
+from franca_core.tracking import read_jsonl_metrics, record_time
 from franca_core.train.checkpoint import latest_good_checkpoint, load_checkpoint
 from franca_core.train.engine import pretrain
 from franca_core.train.rundir import RunDirError, RunResult
@@ -36,8 +36,10 @@ def test_run_directory_holds_config_metrics_checkpoints_and_result(
     run_dir, cfg = finished_run
     assert PretrainConfig.model_validate_json((run_dir / "config.json").read_text()) == cfg
     assert json.loads((run_dir / "derived.json").read_text())["global_batch"] == 4
-    steps = [r["step"] for r in read_jsonl_metrics(run_dir / "metrics.jsonl")]
-    assert steps == [1, 2, 3, 4]
+    records = read_jsonl_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    times = [record_time(r) for r in records]  # wall-clock time of every logged step
+    assert all(t is not None for t in times) and times == sorted(times)
     names = {p.name for p in (run_dir / "checkpoints").iterdir()}
     assert names == {f"{stem}_{s:07d}{ext}" for s in (2, 4) for stem, ext in CHECKPOINT_FILES}
     result = RunResult.read(run_dir / "result.json")
@@ -95,6 +97,18 @@ def test_highres_stages_start_from_the_pretrained_teacher(
         result = RunResult.read(tmp_path / name / "result.json")
         backbone = load_backbone(tmp_path / name / str(result.teacher_safetensors))
         assert backbone.pos_embed.shape == (1, 1 + grid * grid, 32) and result.steps == 1
+    summary = json.loads((tmp_path / "summary.json").read_text())  # every stage, not only the last
+    assert [(s["stage"], s["global_size"], s["run_dir"]) for s in summary["stages"]] == [
+        ("hr364", 364, "hr364"),
+        ("hr518", 518, "hr518"),
+    ]
+    for stage in summary["stages"]:
+        result = RunResult.read(tmp_path / stage["run_dir"] / "result.json")
+        assert (stage["steps"], stage["wall_time_s"], stage["status"]) == (1, result.wall_time_s, "completed")
+        assert stage["final_losses"]["total"] == result.final_losses.total
+        for key in ("teacher_safetensors", "teacher_franca_pth", "last_checkpoint"):
+            assert (tmp_path / stage[key]).is_file(), key
+    assert summary["backbone"] == summary["stages"][-1]["teacher_safetensors"]
 
 
 @pytest.mark.parametrize(
