@@ -8,6 +8,7 @@ before anything heavy so that a wrong path fails in a second with a clear messag
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,6 +95,16 @@ def build_masker(cfg: PretrainConfig) -> StepMasker:
     )
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers leave SIGTERM/SIGUSR1 to the trainer.
+
+    SLURM and ``timeout`` signal the whole process group: a worker dying on SIGTERM would make the
+    trainer's next batch raise before it could checkpoint. Workers exit with the loader instead.
+    """
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def build_batches(cfg: PretrainConfig, start: DataPosition, rank: int, pin: bool) -> Iterator[MultiCropBatch]:
     """Endless batches of ``rank`` from ``start``: loader batch n is step ``start.step + n``."""
     stream = TrainStream(
@@ -106,6 +117,7 @@ def build_batches(cfg: PretrainConfig, start: DataPosition, rank: int, pin: bool
         num_workers=workers,
         pin_memory=pin,
         prefetch_factor=2 if workers else None,
+        worker_init_fn=_ignore_stop_signals if workers else None,
         # The loader draws its worker base seed from this generator, not from the global RNG, so
         # creating a loader does not shift the training RNG (drop path) of a resumed run.
         generator=torch.Generator().manual_seed(cfg.data.seed),

@@ -7,9 +7,11 @@ the newest checkpoint is truncated, which the engine must detect by its digest a
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,8 @@ import torch
 from franca_core.tracking import read_jsonl_metrics
 from franca_core.train.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
 from franca_core.train.rundir import RunResult
+
+REPO = Path(__file__).resolve().parents[2]
 
 MAX_STEPS = 14
 
@@ -130,3 +134,29 @@ def test_sigterm_checkpoints_and_stops_then_the_rerun_finishes(
     assert stopped.last_checkpoint == f"checkpoints/model_{stopped.steps:07d}.pt"
     run_to_end(cli, args)
     assert RunResult.read(tmp_path / "result.json").steps == MAX_STEPS
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_with_loader_workers_still_checkpoints(
+    tmp_path: Path, tiny_args: Callable[..., list[str]]
+) -> None:
+    """SLURM and ``timeout`` signal every process of the job: loader workers must not die first."""
+    args = [*command(tmp_path, tiny_args), "data.num_workers=2"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "franca_core.cli", *args],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, as under srun
+    )
+    while last_logged_step(tmp_path) < 3:
+        assert process.poll() is None
+        time.sleep(0.005)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 3, err[-2000:]
+    stopped = RunResult.read(tmp_path / "result.json")
+    assert stopped.status == "stopped"
+    assert stopped.last_checkpoint == f"checkpoints/model_{stopped.steps:07d}.pt"
