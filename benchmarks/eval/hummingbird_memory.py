@@ -53,7 +53,9 @@ def _worker(size: int, args: argparse.Namespace, method: str) -> dict[str, Any]:
     from franca_core.evaluation.neighbours import FaissIndex, TorchIndex
 
     dtype = getattr(torch, args.torch_dtype) if method == "torch" else torch.float32
-    key_device = args.device if method == "torch" else "cpu"
+    # Compared methods must search the same keys: made on the CPU then; a torch-only run makes them on
+    # its device (a 10M x 768 memory is quicker to draw on the GPU).
+    key_device = args.device if args.methods == ["torch"] else "cpu"
     keys = _random_keys(size, args.dim, key_device, dtype)
     gen = torch.Generator().manual_seed(1)
     labels = torch.rand(size, 21, generator=gen)
@@ -89,7 +91,7 @@ def _worker(size: int, args: argparse.Namespace, method: str) -> dict[str, Any]:
 def _run(size: int, args: argparse.Namespace, method: str) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", method, "--sizes", str(size), "--dim", str(args.dim)]
     cmd += ["--queries", str(args.queries), "--device", args.device, "--k", str(args.k)]
-    cmd += ["--torch-dtype", args.torch_dtype, "--chunk-mb", str(args.chunk_mb)]
+    cmd += ["--torch-dtype", args.torch_dtype, "--chunk-mb", str(args.chunk_mb), "--methods", *args.methods]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
