@@ -1,7 +1,7 @@
 """``franca curate``: command-line front of ``data_filters.curate``.
 
     franca curate --urls FILE_OR_FOLDER --out DIR [--eval-sets DIR ...] [--dask ADDRESS]
-                  [--nsfw-model PATH --nsfw-head PATH]
+                  [--nsfw-model PATH --nsfw-head PATH] [--dashboard-port PORT]
 
 Rerunning the same command on the same DIR resumes. Exit status: 0 done, 2 unusable input or
 configuration (nothing was started), 1 the stage failed (rerun to resume).
@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--eval-sets", type=Path, nargs="+", default=[], help="folders or manifests to decontaminate")
     add("--dask", default=None, metavar="ADDRESS", help="Dask scheduler (default: LocalCluster)")
     add("--workers", type=int, default=1, help="LocalCluster workers")
+    add("--dashboard-port", type=int, default=None, help="Dask dashboard on 127.0.0.1:PORT (0: free port)")
     add("--nsfw-model", type=Path, default=None, help="local open_clip model dir or weights file")
     parser.add_argument("--nsfw-head", type=Path, default=None, help="local CLIP NSFW head (safetensors)")
     parser.add_argument("--clip-arch", default="ViT-L-14", help="open_clip architecture for a weights file")
@@ -79,7 +80,7 @@ def config_from_args(args: argparse.Namespace) -> CurateConfig:
         ),
         dedup=DedupConfig(hamming_radius=args.hamming_radius),
         decontam=DecontamConfig(eval_sets=tuple(args.eval_sets), hamming_radius=args.decontam_radius),
-        dask=DaskConfig(address=args.dask, n_workers=args.workers),
+        dask=DaskConfig(address=args.dask, n_workers=args.workers, dashboard_port=args.dashboard_port),
         progress=not args.no_progress,
     )
 

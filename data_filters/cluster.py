@@ -8,6 +8,7 @@ Workers must be able to import ``data_filters`` and read the output directory.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -18,27 +19,49 @@ from tqdm import tqdm
 from data_filters.config import DaskConfig
 
 T = TypeVar("T")
+LOOPBACK = "127.0.0.1"
+
+
+def local_cluster_options(config: DaskConfig) -> dict[str, Any]:
+    """LocalCluster arguments under which every socket it opens listens on 127.0.0.1 only.
+
+    The scheduler and each worker run an HTTP server even with the dashboard off (health and
+    metrics routes), and Dask binds those of an in-process cluster (``processes=False``, whose
+    scheduler speaks ``inproc://``) to all interfaces, the scheduler's on port 8787. So each server
+    gets a loopback address with a free port. ``host="127.0.0.1"`` is not the fix: an ``inproc://``
+    scheduler refuses it. The dashboard pages are served only when ``config.dashboard_port`` is
+    set, on the loopback address too.
+    """
+    dashboard = None if config.dashboard_port is None else f"{LOOPBACK}:{config.dashboard_port}"
+    threads = config.threads_per_worker or max(1, (os.cpu_count() or 1) // config.n_workers)
+    return {
+        "n_workers": config.n_workers,
+        "threads_per_worker": threads,
+        "processes": config.processes,
+        "memory_limit": config.memory_limit,
+        "dashboard_address": dashboard,  # None: no dashboard pages
+        "scheduler_kwargs": {"dashboard_address": dashboard or f"{LOOPBACK}:0"},  # the HTTP server
+        "worker_dashboard_address": f"{LOOPBACK}:0",
+    }
 
 
 @contextmanager
 def dask_client(config: DaskConfig) -> Iterator[Client]:
-    """A client on ``config.address``, or on a LocalCluster closed on exit."""
+    """A client on ``config.address``, or on a loopback-only LocalCluster closed on exit."""
     if config.address is not None:
         with Client(config.address) as client:
             yield client
         return
-    threads = config.threads_per_worker or max(1, (os.cpu_count() or 1) // config.n_workers)
-    with (
-        LocalCluster(
-            n_workers=config.n_workers,
-            threads_per_worker=threads,
-            processes=config.processes,
-            memory_limit=config.memory_limit,
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with LocalCluster(**local_cluster_options(config)) as cluster, Client(cluster) as client:
+        if config.dashboard_port is not None:
+            print(f"Dask dashboard: {loopback_dashboard_url(client)}", file=sys.stderr)
         yield client
+
+
+def loopback_dashboard_url(client: Client) -> str:
+    """The dashboard of a LocalCluster started by ``dask_client`` (its HTTP server's port)."""
+    port = client.scheduler_info()["services"]["dashboard"]
+    return f"http://{LOOPBACK}:{port}/status"
 
 
 def map_with_progress(

@@ -119,6 +119,12 @@ class DaskConfig(_Frozen):
     threads_per_worker: int | None = Field(None, ge=1, description="LocalCluster threads; None = CPU count.")
     processes: bool = Field(False, description="LocalCluster workers as processes instead of threads.")
     memory_limit: str = Field("4GiB", description="LocalCluster memory limit per worker.")
+    dashboard_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="LocalCluster dashboard on 127.0.0.1 at this port (0: any free port); None: off.",
+    )
 
 
 class CurateConfig(_Frozen):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from data_filters.config import IntegrityConfig
-from data_filters.hashing import perceptual_hash, pixel_hash
+from data_filters.hashing import image_hashes
 from data_filters.integrity import check_image
 from data_filters.reasons import Reason
 from data_filters.shards import SUCCESS, ShardReader, ShardRef
@@ -122,7 +122,8 @@ def _inspect_row(
     out.width.append(check.width if check else None)
     out.height.append(check.height if check else None)
     image = check.image if check is not None and check.passed else None
-    out.pixel_hash.append(pixel_hash(image) if image is not None else None)
-    out.phash.append(perceptual_hash(image) if image is not None else None)
+    hashes = image_hashes(image) if image is not None else None  # from the integrity decode
+    out.pixel_hash.append(hashes.pixel_hash if hashes else None)
+    out.phash.append(hashes.phash if hashes else None)
     out.needs_reencode.append(bool(check.needs_reencode) if check else False)
     out.ext.append(check.ext if check else "jpg")

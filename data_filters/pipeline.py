@@ -21,6 +21,7 @@ from data_filters.config import CurateConfig
 from data_filters.dedup import CandidateSource, DedupDrops, deduplicate
 from data_filters.download import fetch
 from data_filters.evalsets import EvalSetError, load_eval_hashes
+from data_filters.hashing import HASH_VERSION
 from data_filters.inspection import ShardInspection, inspect_shard
 from data_filters.manifest import ShardFiles, build_manifest
 from data_filters.neardup import HashIndex, build_index
@@ -109,7 +110,8 @@ def shard_files(config: CurateConfig, shard_name: str) -> ShardFiles:
     to these paths, so that a later ``curate`` on the same directory reuses the results.
     """
     workdir = WorkDir(config.out_dir)
-    inspection = workdir.stage_dir("inspect", fingerprint(config.integrity)) / f"{shard_name}.parquet"
+    inspect_key = fingerprint(config.integrity, HASH_VERSION)  # another hash recipe recomputes
+    inspection = workdir.stage_dir("inspect", inspect_key) / f"{shard_name}.parquet"
     nsfw = config.nsfw
     if nsfw.resolved_detector == "none":
         return ShardFiles(shard_name, inspection, None)
@@ -175,7 +177,7 @@ def _dedup(
 
 def _decision_fingerprint(config: CurateConfig) -> str:
     eval_sets = "|".join(source_fingerprint(p) for p in config.decontam.eval_sets)
-    return fingerprint(config.integrity, config.nsfw, config.dedup, config.decontam, eval_sets)
+    return fingerprint(config.integrity, config.nsfw, config.dedup, config.decontam, eval_sets, HASH_VERSION)
 
 
 def _write(

@@ -56,7 +56,10 @@ def test_curate_a_folder_with_an_eval_set(
 def test_runs_on_a_cluster_given_by_address(folder: Path, tmp_path: Path) -> None:
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+    from data_filters.cluster import local_cluster_options
+    from data_filters.config import DaskConfig
+
+    with LocalCluster(**local_cluster_options(DaskConfig(n_workers=1, threads_per_worker=2))) as cluster:
         args = ["curate", "--urls", str(folder), "--out", str(tmp_path / "out"), "--no-progress"]
         assert main([*args, "--dask", cluster.scheduler_address, "--nsfw-detector", "none"]) == 0
     manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet")

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from curate_photos import HAS_PHOTOS, photo_rows
 from distributed import Client, LocalCluster
 
-from data_filters.config import DedupConfig
+from data_filters.cluster import local_cluster_options
+from data_filters.config import DaskConfig, DedupConfig
 from data_filters.dedup import CandidateSource, deduplicate
 from data_filters.neardup import build_index
 
@@ -19,12 +21,8 @@ RADIUS, EVAL_RADIUS, THRESHOLD = 4, 6, 0.5
 
 @pytest.fixture(scope="module")
 def two_workers() -> Iterator[Client]:
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB", dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    options = DaskConfig(n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB")
+    with LocalCluster(**local_cluster_options(options)) as cluster, Client(cluster) as client:
         yield client
 
 
@@ -133,3 +131,29 @@ def test_dedup_can_be_switched_off(tmp_path: Path, two_workers: Client) -> None:
     config = DedupConfig(exact=False, near=False)
     drops = deduplicate(two_workers, sources, config, THRESHOLD, np.zeros(0, np.int64))
     assert len(drops.exact) == len(drops.near) == len(drops.contaminated) == 0
+
+
+@pytest.mark.skipif(not HAS_PHOTOS, reason="../shared/datasets/clothing10 absent")
+def test_dedup_of_real_photos_on_two_workers_equals_brute_force(tmp_path: Path, two_workers: Client) -> None:
+    """Real photographs and their resized / re-encoded / cropped / lossless copies, in three shards."""
+    assert DedupConfig().hamming_radius == RADIUS  # the configured default is what the oracle uses
+    rows = photo_rows()
+    rows = rows.sample(frac=1.0, random_state=3).reset_index(drop=True)  # copies in other shards
+    rows["row_id"] = np.arange(len(rows), dtype=np.int64)
+    columns = ["row_id", "reason", "pixel_hash", "phash", "width", "height"]
+    sources = []
+    per_shard = -(-len(rows) // 3)
+    for shard, start in enumerate(range(0, len(rows), per_shard)):
+        part = rows[columns].iloc[start : start + per_shard]
+        part.to_parquet(tmp_path / f"inspect_{shard}.parquet", index=False)
+        sources.append(CandidateSource(tmp_path / f"inspect_{shard}.parquet", None))
+    config = DedupConfig(query_chunk=64, hash_buckets=4)
+    drops = deduplicate(two_workers, sources, config, THRESHOLD, np.zeros(0, np.int64))
+
+    _, exact, near = oracle(rows[columns], set(), set(), [])
+    assert dict(zip(drops.exact.row_id.tolist(), drops.exact.duplicate_of.tolist())) == exact
+    assert dict(zip(drops.near.row_id.tolist(), drops.near.duplicate_of.tolist())) == near
+    same_pixels = rows[rows["variant"].isin(["original", "png"])].groupby("source")["row_id"]
+    planted = {frozenset(ids.tolist()) for _, ids in same_pixels if len(ids) == 2}
+    assert {frozenset(pair) for pair in exact.items()} == planted  # the lossless copies, nothing else
+    assert len(near) >= 2 * len(planted)  # the resized and re-encoded copies at least

@@ -7,11 +7,12 @@ import io
 import imagehash
 import numpy as np
 import pytest
+import xxhash
 from curate_catalogue import animated_gif, jpeg, photo, png, png_declaring, rgb, rotated_jpeg, sixteen_bit_png
 from PIL import Image
 
 from data_filters.config import IntegrityConfig
-from data_filters.hashing import perceptual_hash, phash_hex, pixel_hash, popcount64
+from data_filters.hashing import image_hashes, perceptual_hash, phash_hex, pixel_hash, popcount64
 from data_filters.integrity import check_image, encode_image
 from data_filters.reasons import Reason
 
@@ -105,3 +106,46 @@ def test_phash_matches_imagehash_and_finds_near_duplicates() -> None:
     near = popcount64(np.array([perceptual_hash(coffee) ^ perceptual_hash(small)], dtype=np.uint64))[0]
     far = popcount64(np.array([perceptual_hash(coffee) ^ perceptual_hash(other)], dtype=np.uint64))[0]
     assert near <= 4 < 16 <= far
+
+
+def test_pixel_hash_is_of_the_canonical_rgbx_layout() -> None:
+    """Read in place (Arrow export) or copied out, the hashed bytes are Pillow's RGBX rows."""
+    image = rgb("coffee")
+    expected = xxhash.xxh3_128(f"{image.width}x{image.height}:RGBX".encode() + image.tobytes("raw", "RGBX"))
+    assert pixel_hash(image) == expected.hexdigest()
+    assert set(np.frombuffer(image.tobytes("raw", "RGBX"), np.uint8)[3::4].tolist()) == {255}
+    large = Image.new("RGB", (4000, 2600), (10, 20, 30))  # rows in several blocks: copied out
+    blob = f"{large.width}x{large.height}:RGBX".encode() + large.tobytes("raw", "RGBX")
+    assert pixel_hash(large) == xxhash.xxh3_128(blob).hexdigest()
+
+
+def test_pixel_hash_is_equal_for_equal_pixels_however_they_were_made() -> None:
+    pixels = np.asarray(check_image(jpeg(rgb("chelsea")), CONFIG).image)  # (H, W, 3) JPEG-decoded
+    made = [
+        Image.fromarray(pixels),
+        check_image(png(Image.fromarray(pixels)), CONFIG).image,
+        check_image(png(Image.fromarray(pixels).convert("RGBA")), CONFIG).image,  # opaque alpha
+        check_image(png(Image.fromarray(pixels).transpose(Image.Transpose.ROTATE_90)), CONFIG).image,
+    ]
+    made[3] = made[3].transpose(Image.Transpose.ROTATE_270) if made[3] is not None else None
+    digests = {pixel_hash(im) for im in made if im is not None}
+    assert len(digests) == 1 and len(made) == 4
+
+
+def test_phash_bits_follow_imagehash_on_photographs() -> None:
+    """Same recipe as imagehash.phash up to rounding: equal bits, or a coefficient at the median."""
+    distances = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "camera", "page"):
+        for size in ((512, 512), (300, 200), (1000, 700), (90, 70)):
+            image = rgb(name).resize(size)
+            ours = image_hashes(image).phash
+            distances.append(bin(ours ^ int(str(imagehash.phash(image)), 16)).count("1"))
+    assert max(distances) <= 2 and distances.count(0) >= 0.7 * len(distances)
+
+
+def test_flat_images_hash_deterministically() -> None:
+    """No floating-point noise decides the bits of a flat image: only a non-zero DC sets a bit."""
+    for colour in ((0, 0, 0), (128, 128, 128), (255, 10, 40)):
+        expected = 0 if colour == (0, 0, 0) else 1 << 63
+        for size in ((64, 64), (333, 97), (1200, 800)):
+            assert perceptual_hash(Image.new("RGB", size, colour)) == expected

@@ -16,6 +16,7 @@ import pytest
 from curate_server import LoopbackServer
 from curate_support import EndToEnd
 
+from data_filters import pipeline
 from data_filters.pipeline import curate
 
 pytestmark = pytest.mark.integration
@@ -72,3 +73,26 @@ def test_lost_intermediate_files_are_rebuilt_identically(
     pd.testing.assert_frame_equal(pd.read_parquet(result.manifest_path), end_to_end.manifest)
     assert _shard_bytes(out) == _shard_bytes(end_to_end.config.out_dir)
     assert loopback.total_hits() == hits  # finished shards are never fetched again
+
+
+def _stale(values: pd.Series, mangle: Callable[[object], object]) -> pd.Series:
+    return pd.Series([v if pd.isna(v) else mangle(v) for v in values], dtype=values.dtype)
+
+
+def test_hashes_cached_by_another_recipe_are_recomputed(
+    tmp_path: Path, end_to_end: EndToEnd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hash values are part of what a per-shard file caches: a new recipe must not mix with them."""
+    out = tmp_path / "copy"
+    shutil.copytree(end_to_end.config.out_dir, out)
+    (out / "manifest.parquet").unlink()
+    for path in (out / "work").glob("inspect-*/*.parquet"):  # stand-ins for another recipe's values
+        frame = pd.read_parquet(path)
+        frame["phash"] = _stale(frame["phash"], lambda v: int(str(v)) ^ 0xFFFF)
+        frame["pixel_hash"] = _stale(frame["pixel_hash"], lambda v: "0" * 32)  # all "equal pixels"
+        frame.to_parquet(path, index=False)
+    monkeypatch.setattr(pipeline, "HASH_VERSION", "the next recipe")
+    result = curate(end_to_end.config.model_copy(update={"out_dir": out}))
+    pd.testing.assert_frame_equal(pd.read_parquet(result.manifest_path), end_to_end.manifest)
+    assert _shard_bytes(out) == _shard_bytes(end_to_end.config.out_dir)
+    assert len(list((out / "work").glob("inspect-*"))) == 2  # the stale directory was left alone
