@@ -25,6 +25,7 @@ Run (from the repository root; key=value overrides go to every run: put them bef
     python benchmarks/ablations/matryoshka.py --out outputs/ablation_gpu --device cuda --steps 3000 \\
         data.batch_size_per_rank=64 data.num_workers=8
     .venv/bin/python benchmarks/ablations/matryoshka.py --smoke --out /tmp/ablation_smoke
+    .venv/bin/python benchmarks/ablations/matryoshka.py --out outputs/ablation_matryoshka --mlflow  # + MLflow
 
 Writes ``OUT/results.json``, ``OUT/results.md`` (tables) and ``OUT/matryoshka.png`` (accuracy against
 dimension, one line per objective, error bars = std over seeds, PCA dashed). Each run has its own
@@ -341,8 +342,17 @@ def write_outputs(results: StudyResults, out: Path) -> None:
     plot(results, out / "matryoshka.png")
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[StudySettings, int | None]:
-    """Settings and the thread count (None: 1 on CPU, torch's default on CUDA)."""
+@dataclass(frozen=True)
+class Tracking:
+    """Where to log the finished study (``enabled=False``: nowhere)."""
+
+    enabled: bool
+    uri: str | None
+    experiment: str
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[StudySettings, int | None, Tracking]:
+    """Settings, the thread count (None: 1 on CPU, torch's default on CUDA) and MLflow logging."""
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("outputs/ablation_matryoshka"))
     p.add_argument("--objectives", nargs="+", choices=get_args(Objective), default=list(DEFAULT_OBJECTIVES))
@@ -356,8 +366,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[StudySettings, int | 
     p.add_argument("--knn-k", type=int, default=20)
     p.add_argument("--eval-batch", type=int, default=64)
     p.add_argument("--threads", type=int, help="torch threads (default: 1 on CPU)")
+    p.add_argument("--mlflow", action="store_true", help="log params, metrics and outputs to MLflow")
+    p.add_argument("--mlflow-uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else OUT/mlflow)")
+    p.add_argument("--mlflow-experiment", default="matryoshka-ablation")
     p.add_argument("overrides", nargs="*", help="key=value config overrides applied to every run")
     a = p.parse_args(argv)
+    a.mlflow = a.mlflow or a.mlflow_uri is not None
     settings = StudySettings(
         out=a.out,
         objectives=tuple(dict.fromkeys(a.objectives)),
@@ -372,16 +386,22 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[StudySettings, int | 
         eval_batch=a.eval_batch,
         overrides=tuple(a.overrides),
     )
-    return settings, a.threads
+    return settings, a.threads, Tracking(a.mlflow, a.mlflow_uri, a.mlflow_experiment)
 
 
 def main(argv: Sequence[str] | None = None) -> StudyResults:
-    settings, threads = parse_args(argv)
+    settings, threads, tracking = parse_args(argv)
     if settings.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda, but CUDA is not available here")
     if threads is not None or resolve_device(settings.device).type == "cpu":
         torch.set_num_threads(threads or 1)
-    return run_study(settings)
+    results = run_study(settings)
+    if tracking.enabled:
+        from matryoshka_mlflow import log_study  # MLflow only when asked (the `pipeline` extra)
+
+        run_id = log_study(results, settings.out, tracking.uri, tracking.experiment)
+        print(f"logged to MLflow run {run_id} (experiment {tracking.experiment})", flush=True)
+    return results
 
 
 if __name__ == "__main__":

@@ -70,3 +70,26 @@ def test_smoke_study_writes_table_plot_and_consistent_results(study: ModuleType,
     written = record.stat().st_mtime_ns
     assert study.main(argv) == results
     assert record.stat().st_mtime_ns == written
+
+
+def test_study_logs_params_metrics_and_outputs_to_mlflow(study: ModuleType, tmp_path: Path) -> None:
+    """``--mlflow``: one run in the embedded SQLite store under OUT/mlflow, with the table and plot."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "study"
+    argv = ["--smoke", "--data", "sample", "--objectives", "shared", "--seeds", "0", "--steps", "2"]
+    results = study.main([*argv, "--device", "cpu", "--threads", "1", "--out", str(out), "--mlflow"])
+    sys.modules.pop("matryoshka_mlflow", None)
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{(out / 'mlflow' / 'mlflow.db').resolve()}")
+    experiment = client.get_experiment_by_name("matryoshka-ablation")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["objectives"] == "shared,random init"
+    shared = next(s for s in results.summaries if s.objective == "shared")
+    full = shared.levels[0]
+    assert run.data.metrics[f"knn_shared_m{full.dim}"] == pytest.approx(100 * full.slice_top1.mean)
+    assert run.data.metrics["head_params_shared"] == shared.head_params.total
+    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert logged == {"results.json", "results.md", "matryoshka.png"}
