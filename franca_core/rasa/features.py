@@ -23,6 +23,7 @@ from torchvision.transforms import InterpolationMode, v2
 from tqdm.auto import tqdm
 
 from franca_core.data.augment import IMAGENET_MEAN, IMAGENET_STD, derive_seed
+from franca_core.data.blur import SeparableGaussianBlur
 from franca_core.data.sources import ImageFolderSource, ImageListSource, ImageSource, sample_images
 from franca_core.models.vision_transformer import VisionTransformer
 from franca_core.rasa.config import AugmentConfig
@@ -106,7 +107,7 @@ def train_transform(cfg: AugmentConfig, size: int) -> v2.Compose:
             v2.RandomResizedCrop(size, scale=cfg.crop_scale, antialias=True),
             v2.RandomApply([v2.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=0.8),
             v2.RandomGrayscale(p=cfg.grayscale_p),
-            v2.RandomApply([v2.GaussianBlur(blur_kernel, sigma=(0.1, 2.0))], p=cfg.blur_p),
+            v2.RandomApply([SeparableGaussianBlur(blur_kernel, sigma=(0.1, 2.0))], p=cfg.blur_p),
             v2.RandomHorizontalFlip(p=cfg.hflip_p),
             v2.RandomVerticalFlip(p=cfg.vflip_p),
             v2.RandomApply([v2.RandomRotation(90, interpolation=InterpolationMode.NEAREST)], p=cfg.rotate_p),
@@ -140,7 +141,7 @@ class ViewsDataset(Dataset[Tensor]):
     def __getitem__(self, index: int) -> Tensor:
         image, view = divmod(index, self.views)
         with torch.random.fork_rng(devices=[]), _one_thread():  # torchvision v2 draws from the global RNG
-            torch.manual_seed(derive_seed(self.seed, self.epoch, image, view))
+            torch.default_generator.manual_seed(derive_seed(self.seed, self.epoch, image, view))
             return self.transform(self.images[image])
 
 
