@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from flows.pipeline import results_table
 from flows.stages import curate_flow, finetune_flow, pretrain_flow
-from franca_core.config import PRESETS, PretrainConfig, load_config
+from franca_core.config import PretrainConfig
 from franca_core.tracking import read_jsonl_metrics
 from franca_core.train.engine import pretrain
 from tasks.record import open_pipeline_run
@@ -102,24 +103,11 @@ def test_pretrain_flow_killed_then_resumed(
     assert len(client.search_runs([exp], filter_string=f"tags.`{PARENT_TAG}` = '{later}'")) == 1
 
 
-TINY_MODEL = [
-    "backbone.embed_dim=32",
-    "backbone.depth=2",
-    "backbone.num_heads=2",
-    "heads.n_levels=2",
-    "heads.hidden_dim=32",
-    "heads.dino_bottleneck=16",
-    "heads.ibot_bottleneck=16",
-    "heads.dino_prototypes=64",
-    "heads.ibot_prototypes=64",
-    "data.num_workers=0",
-    "data.max_short_side=64",
-]
-
-
 @pytest.mark.slow
-def test_finetune_flow_records_and_summarises_both_stages(tmp_path: Path, no_tracking_env: None) -> None:
-    base = load_config(PretrainConfig, "debug", PRESETS, [*TINY, *TINY_MODEL, "runtime.max_steps=2"])
+def test_finetune_flow_records_and_summarises_both_stages(
+    tmp_path: Path, no_tracking_env: None, tiny_config: Callable[..., PretrainConfig]
+) -> None:
+    base = tiny_config("runtime.max_steps=2")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -16,6 +16,7 @@ import torch
 
 from franca_core.models import build_backbone
 from franca_core.models.vision_transformer import VisionTransformer
+from franca_core.rasa.config import AugmentConfig, DataConfig, DiagnosticsConfig, RasaConfig, TrainConfig
 from franca_core.rasa.head import grid_positions
 
 BackboneFactory = Callable[..., VisionTransformer]
@@ -40,6 +41,20 @@ def make_positional_backbone(
 def positional_backbone() -> BackboneFactory:
     """The ``make_positional_backbone`` factory, for tests that build one or more such models."""
     return make_positional_backbone
+
+
+@pytest.fixture(scope="session")
+def small_rasa_config() -> RasaConfig:
+    """RASA settings scaled to the 17 sample photographs at 112 px: seconds per round on one CPU thread."""
+    return RasaConfig(
+        name="test",
+        augment=AugmentConfig(img_size=112),
+        train=TrainConfig(epochs_per_round=20, batch_size=16, lr=1e-2),
+        data=DataConfig(views_per_image=8, diag_views_per_image=4),
+        diagnostics=DiagnosticsConfig(
+            clusters=8, knn_crops_per_image=8, hummingbird_train_mosaics=8, hummingbird_val_mosaics=4
+        ),
+    )
 
 
 @pytest.fixture(autouse=True)

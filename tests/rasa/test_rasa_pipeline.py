@@ -19,19 +19,10 @@ from franca_core.cli import main
 from franca_core.data.sources import sample_images
 from franca_core.models.pretrained import save_safetensors
 from franca_core.models.vision_transformer import VisionTransformer
-from franca_core.rasa.config import AugmentConfig, DataConfig, DiagnosticsConfig, RasaConfig, TrainConfig
+from franca_core.rasa.config import RasaConfig, TrainConfig
 from franca_core.rasa.export import load_folded_backbone, load_head
 from franca_core.rasa.pipeline import RasaReport, run_rasa
 
-SMALL = RasaConfig(
-    name="test",
-    augment=AugmentConfig(img_size=112),
-    train=TrainConfig(epochs_per_round=20, batch_size=16, lr=1e-2),
-    data=DataConfig(views_per_image=8, diag_views_per_image=4),
-    diagnostics=DiagnosticsConfig(
-        clusters=8, knn_crops_per_image=8, hummingbird_train_mosaics=8, hummingbird_val_mosaics=4
-    ),
-)
 HEADLINE = (
     "probe_r2_before",
     "probe_r2_after",
@@ -44,11 +35,13 @@ HEADLINE = (
 
 @pytest.fixture(scope="module")
 def run(
-    tmp_path_factory: pytest.TempPathFactory, positional_backbone: Callable[..., VisionTransformer]
+    tmp_path_factory: pytest.TempPathFactory,
+    positional_backbone: Callable[..., VisionTransformer],
+    small_rasa_config: RasaConfig,
 ) -> tuple[RasaReport, Path]:
     out = tmp_path_factory.mktemp("rasa")
     model = positional_backbone(dim=64, depth=1, img_size=112, amplitude=2.0)
-    return run_rasa(model, sample_images(), SMALL, out, "positional", "sample"), out
+    return run_rasa(model, sample_images(), small_rasa_config, out, "positional", "sample"), out
 
 
 @pytest.mark.slow
@@ -88,12 +81,13 @@ def test_outputs_load_back(run: tuple[RasaReport, Path]) -> None:
 
 @pytest.mark.slow
 def test_cli_writes_the_outputs(
-    tmp_path: Path, positional_backbone: Callable[..., VisionTransformer]
+    tmp_path: Path, positional_backbone: Callable[..., VisionTransformer], small_rasa_config: RasaConfig
 ) -> None:
     save_safetensors(
         positional_backbone(dim=32, depth=1, img_size=56, amplitude=2.0), tmp_path / "b.safetensors"
     )
-    quick = SMALL.model_copy(update={"train": TrainConfig(rounds=2, epochs_per_round=2, batch_size=8)})
+    fast = TrainConfig(rounds=2, epochs_per_round=2, batch_size=8)
+    quick = small_rasa_config.model_copy(update={"train": fast})
     (tmp_path / "cfg.json").write_text(quick.model_dump_json())
     args = ["rasa", "--backbone", str(tmp_path / "b.safetensors"), "--out", str(tmp_path / "out")]
     args += [

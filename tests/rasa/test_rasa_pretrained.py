@@ -24,28 +24,20 @@ import pytest
 from franca_core.data.sources import sample_images
 from franca_core.models.pretrained import load_backbone
 from franca_core.models.vision_transformer import VisionTransformer
-from franca_core.rasa.config import AugmentConfig, DataConfig, DiagnosticsConfig, RasaConfig, TrainConfig
+from franca_core.rasa.config import RasaConfig
 from franca_core.rasa.pipeline import run_rasa
 
 if TYPE_CHECKING:  # the fixture's type; conftest modules are not imported by name
     from tests.conftest import DebugPretrained
 
-CONFIG = RasaConfig(
-    name="debug-pretrained",
-    augment=AugmentConfig(img_size=112),
-    train=TrainConfig(epochs_per_round=20, batch_size=16, lr=1e-2),
-    data=DataConfig(views_per_image=8, diag_views_per_image=4),
-    diagnostics=DiagnosticsConfig(
-        clusters=8, knn_crops_per_image=8, hummingbird_train_mosaics=8, hummingbird_val_mosaics=4
-    ),
-)
-
 
 @pytest.mark.slow
-def test_rasa_on_a_debug_pretrained_backbone(debug_pretrained: DebugPretrained, tmp_path: Path) -> None:
+def test_rasa_on_a_debug_pretrained_backbone(
+    debug_pretrained: DebugPretrained, small_rasa_config: RasaConfig, tmp_path: Path
+) -> None:
     backbone = load_backbone(debug_pretrained.teacher_file)
     assert isinstance(backbone, VisionTransformer)
-    report = run_rasa(backbone, sample_images(), CONFIG, tmp_path, "debug-pretrained", "sample")
+    report = run_rasa(backbone, sample_images(), small_rasa_config, tmp_path, "debug-pretrained", "sample")
     data = json.loads((tmp_path / "report.json").read_text())
     print({k: data[k] for k in list(data)[:12]})
     for key in ("probe_r2_before", "probe_r2_after", "probe_mse_before", "probe_mse_after"):

@@ -1,4 +1,4 @@
-"""Fixtures for the engine tests: a tiny config that trains in milliseconds per step, and real images.
+"""Fixtures for the engine tests: real images and the CLI launcher (tiny config: ``tests/conftest.py``).
 
 The images are the scikit-image photographs (``sample_images``), written as a folder or as webdataset
 shards plus a curation-style manifest, so every data path is tested on real decodable files.
@@ -16,35 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from franca_core.config import PRESETS, PretrainConfig, apply_overrides
 from franca_core.data.shards import write_tar_shard
 from franca_core.data.sources import sample_images
 
 REPO = Path(__file__).resolve().parents[2]
-
-TINY = (
-    "backbone.embed_dim=32",
-    "backbone.depth=2",
-    "backbone.num_heads=2",
-    "heads.n_levels=2",
-    "heads.hidden_dim=32",
-    "heads.dino_bottleneck=16",
-    "heads.ibot_bottleneck=16",
-    "heads.dino_prototypes=64",
-    "heads.ibot_prototypes=64",
-    "crops.global_size=42",
-    "crops.local_size=28",
-    "crops.n_local=2",
-    "data.batch_size_per_rank=4",
-    "data.num_workers=0",
-    "data.max_short_side=64",
-    "optim.total_iters=20",
-    "optim.warmup_iters=2",
-    "optim.freeze_last_layer_iters=2",
-    "teacher.temp_warmup_iters=5",
-    "runtime.checkpoint_every=2",
-    "runtime.log_every=1",
-)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -58,19 +33,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def tiny_overrides(*extra: str) -> list[str]:
-    """Overrides of the debug preset giving a 2-block, 32-wide ViT on 42 px crops."""
-    return [*TINY, *extra]
-
-
-@pytest.fixture(scope="session")
-def tiny_config() -> Callable[..., PretrainConfig]:
-    def make(*extra: str) -> PretrainConfig:
-        return apply_overrides(PRESETS["debug"](), tiny_overrides(*extra))
-
-    return make
 
 
 def _small_jpegs(n: int) -> list[tuple[str, bytes]]:
@@ -132,9 +94,3 @@ def franca_cli(args: Sequence[str], env: dict[str, str] | None = None) -> subpro
 def cli() -> Callable[..., subprocess.Popen[str]]:
     """:func:`franca_cli`: start the ``franca`` command in a subprocess."""
     return franca_cli
-
-
-@pytest.fixture(scope="session")
-def tiny_args() -> Callable[..., list[str]]:
-    """:func:`tiny_overrides`: the tiny-config overrides as command-line ``key=value`` pairs."""
-    return tiny_overrides
