@@ -3,8 +3,10 @@
 One "step" is exactly ``franca_core.train.loop.train_step``: teacher targets (Sinkhorn-Knopp), student
 forward/backward through backbone and Matryoshka heads, per-module gradient clipping, AdamW, EMA, on
 one synthetic multi-crop batch with the config's crop sizes and real iBOT masks. For each config the
-attention kernels are compared against a baseline measured in the same process (eager by default):
-"sdpa" is torch's fused attention, "auto" is xFormers on CUDA when installed (else SDPA).
+variants are compared against the first one, measured in the same process (eager by default). A
+variant is an attention kernel ("eager", "sdpa" = torch's fused attention, "auto" = xFormers on CUDA
+when installed, else SDPA) with optional "+compile" (torch.compile every block) and "+per_sample" /
+"+batch_subset" (force the form of stochastic depth; default: the official rule).
 
 MFU = (FLOPs of one step, counted once with ``torch.utils.flop_counter``) / (step time x peak bf16
 dense FLOP/s of the GPU). Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA, the process's
@@ -12,6 +14,7 @@ maximum resident set on CPU (a high-water mark over the whole run).
 
     python benchmarks/train_step/bench.py                                   # CPU: debug preset
     python benchmarks/train_step/bench.py --configs vitb14_in21k vitl14_in21k --batch 32 --out out.json
+    python benchmarks/train_step/bench.py --configs vitl14_in21k --attention sdpa+per_sample sdpa sdpa+compile
 """
 
 from __future__ import annotations
@@ -123,12 +126,32 @@ def _kernel_label(attention: str, run: Run, device: torch.device) -> str:
     return attention.replace("auto", "auto=xformers" if xf else "auto=sdpa", 1)
 
 
+VARIANT_OPTIONS = {
+    "compile": [],  # handled by measure(): torch.compile of every block after the FLOP count
+    "per_sample": ["backbone.drop_path_mode=per_sample"],
+    "batch_subset": ["backbone.drop_path_mode=batch_subset"],
+}
+
+
+def variant_overrides(options: list[str]) -> list[str]:
+    """Config overrides of a variant's options: ``compile``, ``per_sample``, ``batch_subset``.
+
+    ``per_sample`` / ``batch_subset`` force the form of stochastic depth (default: the official rule,
+    batch subset above rate 0.1), e.g. ``sdpa+per_sample`` as the baseline of ``sdpa``.
+    """
+    unknown = sorted(set(options) - set(VARIANT_OPTIONS))
+    if unknown:
+        raise SystemExit(f"unknown variant option(s) {unknown}; known: {sorted(VARIANT_OPTIONS)}")
+    return [o for option in options for o in VARIANT_OPTIONS[option]]
+
+
 def measure(
     cfg: PretrainConfig, attention: str, batch_size: int, repeats: int, device: torch.device
 ) -> Measurement:
-    """``attention`` is a backbone kernel, or ``KERNEL+compile`` to also compile the blocks."""
-    kernel, _, compiled = attention.partition("+")
-    cfg = apply_overrides(cfg, [f"backbone.attention={kernel}"])
+    """``attention`` is a variant: ``KERNEL[+OPTION...]`` (see :func:`variant_overrides`)."""
+    kernel, *options = attention.split("+")
+    compiled = "compile" in options
+    cfg = apply_overrides(cfg, [f"backbone.attention={kernel}", *variant_overrides(options)])
     run = build_bench_run(cfg, device)
     batch = synthetic_batch(cfg, batch_size).to(device)
     flops = count_flops(run, batch)
@@ -165,7 +188,8 @@ def main() -> None:
         "--attention",
         nargs="+",
         default=["eager", "sdpa"],
-        help="first one is the baseline; KERNEL+compile also torch.compiles the blocks (e.g. sdpa+compile)",
+        help="variants, the first one is the baseline: KERNEL[+compile][+per_sample|+batch_subset], "
+        "e.g. sdpa+per_sample sdpa sdpa+compile",
     )
     parser.add_argument("--batch", type=int, default=None, help="images per step (default: the config's)")
     parser.add_argument("--repeats", type=int, default=5)
@@ -188,13 +212,13 @@ def main() -> None:
         f"torch {torch.__version__}, threads {torch.get_num_threads()}, median of {args.repeats}"
     )
     print(
-        f"{'config':<14}{'attention':<20}{'batch':>6}{'s/step':>9}{'img/s':>9}{'peak MiB':>10}"
+        f"{'config':<14}{'variant':<26}{'batch':>6}{'s/step':>9}{'img/s':>9}{'peak MiB':>10}"
         f"{'TFLOP/step':>11}{'MFU':>7}{'vs base':>9}"
     )
     for r in results:
         mfu = "-" if r.mfu is None else f"{100 * r.mfu:.1f}%"
         print(
-            f"{r.config:<14}{r.attention:<20}{r.batch:>6}{r.seconds_per_step:>9.3f}{r.images_per_s:>9.1f}"
+            f"{r.config:<14}{r.attention:<26}{r.batch:>6}{r.seconds_per_step:>9.3f}{r.images_per_s:>9.1f}"
             f"{r.peak_memory_mib:>10.0f}{r.tflops_per_step:>11.3f}{mfu:>7}{r.speedup_vs_baseline:>8.2f}x"
         )
     if args.out:

@@ -32,6 +32,11 @@ class BackboneConfig(Frozen):
     patch_size: int = Field(14, description="Patch size in pixels.")
     ffn: Literal["swiglu", "mlp"] = Field("swiglu", description="SwiGLU (all Franca sizes) or MLP.")
     drop_path_rate: float = Field(0.1, ge=0.0, lt=1.0, description="Stochastic depth of the student.")
+    drop_path_mode: Literal["official", "per_sample", "batch_subset"] = Field(
+        "official",
+        description="official: DINOv2's batch subset above rate 0.1 (the branch runs on the kept samples "
+        "only), per sample at or below; per_sample / batch_subset force one form.",
+    )
     layerscale_init: float = Field(1e-5, description="LayerScale initial value.")
     num_register_tokens: int = Field(0, ge=0, description="Register tokens (0 for Franca).")
     attention: Literal["auto", "sdpa", "eager"] = Field(

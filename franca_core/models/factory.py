@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from franca_core.models.layers.attention import AttnBackend
+from franca_core.models.layers.drop_path import DropPathMode
 from franca_core.models.layers.ffn import FfnType, parse_ffn
 from franca_core.models.vision_transformer import VisionTransformer
 
@@ -52,6 +53,7 @@ def build_backbone(
     mlp_ratio: float = 4.0,
     drop_path_rate: float = 0.0,
     drop_path_uniform: bool = True,
+    drop_path_mode: DropPathMode = "official",
     layerscale_init: float | None = 1e-5,
     num_register_tokens: int = 0,
     interpolate_antialias: bool = False,
@@ -86,6 +88,7 @@ def build_backbone(
         ffn_bias=ffn_bias,
         drop_path_rate=drop_path_rate,
         drop_path_uniform=drop_path_uniform,
+        drop_path_mode=drop_path_mode,
         init_values=layerscale_init,
         num_register_tokens=num_register_tokens,
         interpolate_antialias=interpolate_antialias,

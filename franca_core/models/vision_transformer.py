@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from franca_core.models.layers.attention import AttnBackend
 from franca_core.models.layers.block import LAYER_NORM_EPS, Block
+from franca_core.models.layers.drop_path import DropPathMode, uses_batch_subset
 from franca_core.models.layers.ffn import FfnType
 from franca_core.models.layers.patch_embed import PatchEmbed
 from franca_core.models.layers.pos_embed import interpolate_patch_pos_embed
@@ -73,6 +74,7 @@ class VisionTransformer(nn.Module):
         ffn_bias: bool = True,
         drop_path_rate: float = 0.0,
         drop_path_uniform: bool = False,
+        drop_path_mode: DropPathMode = "official",
         init_values: float | None = None,
         num_register_tokens: int = 0,
         interpolate_antialias: bool = False,
@@ -111,6 +113,7 @@ class VisionTransformer(nn.Module):
                 proj_bias=proj_bias,
                 ffn_bias=ffn_bias,
                 drop_path=rate,
+                drop_path_batch_subset=uses_batch_subset(drop_path_mode, rate),
                 init_values=init_values,
                 attn_backend=attn_backend,
             )

@@ -25,6 +25,7 @@ def build_backbone_from_config(cfg: PretrainConfig, *, student: bool) -> VisionT
         patch_size=b.patch_size,
         ffn=b.ffn,
         drop_path_rate=b.drop_path_rate if student else 0.0,
+        drop_path_mode=b.drop_path_mode,
         layerscale_init=b.layerscale_init,
         num_register_tokens=b.num_register_tokens,
         embed_dim=b.embed_dim if custom else None,

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from franca_core.config.pretrain import Derived, PretrainConfig
 from franca_core.train.checkpoint import write_text_atomic
 
@@ -71,6 +73,14 @@ class RunResult:
         return cls(**values)
 
 
+def _with_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with the fields added since it was written filled in by their defaults."""
+    try:
+        return PretrainConfig.model_validate(stored).model_dump(mode="json")
+    except ValidationError:  # removed or renamed fields: compare as stored, the differences say why
+        return stored
+
+
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     diffs = []
     for section in sorted(set(old) | set(new)):
@@ -114,7 +124,7 @@ class RunDir:
         """Raise if the directory holds a run of another config (resume-safe fields may differ)."""
         if not self.config_path.exists():
             return
-        old = json.loads(self.config_path.read_text(encoding="utf-8"))
+        old = _with_defaults(json.loads(self.config_path.read_text(encoding="utf-8")))
         diffs = _differences(old, cfg.model_dump(mode="json"))
         if diffs:
             listed = "\n  ".join(diffs)

@@ -15,7 +15,7 @@ from franca_core.models.pretrained import load_backbone
 from franca_core.tracking import read_jsonl_metrics, record_time
 from franca_core.train.checkpoint import latest_good_checkpoint, load_checkpoint
 from franca_core.train.engine import pretrain
-from franca_core.train.rundir import RunDirError, RunResult
+from franca_core.train.rundir import RunDir, RunDirError, RunResult
 from franca_core.train.weights import backbone_state, initial_backbone_state
 
 Tiny = Callable[..., PretrainConfig]
@@ -136,3 +136,14 @@ def test_cli_prints_the_resolved_config(capsys: pytest.CaptureFixture[str], tmp_
         ["pretrain", "--config", "debug", "--run-dir", str(tmp_path), "--max-steps", "9", "--print-config"]
     )
     assert code == 0 and json.loads(capsys.readouterr().out)["runtime"]["max_steps"] == 9
+
+
+def test_a_run_written_before_a_field_existed_still_resumes(tiny_config: Tiny, tmp_path: Path) -> None:
+    """A config.json without a field added later (here ``backbone.drop_path_mode``) reads as its default."""
+    cfg = tiny_config()
+    stored = cfg.model_dump(mode="json")
+    del stored["backbone"]["drop_path_mode"]
+    (tmp_path / "config.json").write_text(json.dumps(stored))
+    RunDir(tmp_path).check_config(cfg)  # no difference: a field missing from the file takes its default
+    with pytest.raises(RunDirError, match=r"backbone.drop_path_mode: 'official' -> 'per_sample'"):
+        RunDir(tmp_path).check_config(tiny_config("backbone.drop_path_mode=per_sample"))

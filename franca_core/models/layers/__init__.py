@@ -2,7 +2,7 @@
 
 from franca_core.models.layers.attention import ATTN_BACKENDS, Attention, AttnBackend, eager_attention
 from franca_core.models.layers.block import LAYER_NORM_EPS, Block
-from franca_core.models.layers.drop_path import DropPath, drop_path
+from franca_core.models.layers.drop_path import DropPath, DropPathMode, drop_path, uses_batch_subset
 from franca_core.models.layers.ffn import (
     FfnType,
     Mlp,
@@ -23,6 +23,7 @@ __all__ = [
     "AttnBackend",
     "Block",
     "DropPath",
+    "DropPathMode",
     "FfnType",
     "LayerScale",
     "Mlp",
@@ -36,4 +37,5 @@ __all__ = [
     "parse_ffn",
     "resize_pos_embed",
     "swiglu_hidden_dim",
+    "uses_batch_subset",
 ]

@@ -3,11 +3,14 @@
 x <- x + drop_path1(ls1(attn(norm1(x)))); x <- x + drop_path2(ls2(mlp(norm2(x)))).
 
 Unlike the official block, the FFN branch has its own ``drop_path2`` module (the official code reuses
-``drop_path1``, a known defect). Stochastic depth here is plain per-sample drop path; DINOv2's
-"drop a batch subset and rescale" variant above rate 0.1 is not reproduced (same expectation).
+``drop_path1``, a known defect). Stochastic depth is per sample, or DINOv2's "drop a batch subset and
+rescale" form (``drop_path_batch_subset``; the official block uses it above rate 0.1), which runs each
+branch on the kept samples only.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from torch import Tensor, nn
 
@@ -24,8 +27,8 @@ def _layer_scale(dim: int, init_values: float | None) -> nn.Module:
     return LayerScale(dim, init_values) if init_values else nn.Identity()
 
 
-def _drop_path(rate: float) -> nn.Module:
-    return DropPath(rate) if rate > 0.0 else nn.Identity()
+def _drop_path(rate: float, batch_subset: bool) -> DropPath | nn.Identity:
+    return DropPath(rate, batch_subset) if rate > 0.0 else nn.Identity()
 
 
 class Block(nn.Module):
@@ -42,6 +45,7 @@ class Block(nn.Module):
         proj_bias: bool = True,
         ffn_bias: bool = True,
         drop_path: float = 0.0,
+        drop_path_batch_subset: bool = False,
         init_values: float | None = None,
         attn_backend: AttnBackend = "auto",
     ) -> None:
@@ -49,15 +53,27 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, proj_bias=proj_bias, backend=attn_backend)
         self.ls1 = _layer_scale(dim, init_values)
-        self.drop_path1 = _drop_path(drop_path)
+        self.drop_path1 = _drop_path(drop_path, drop_path_batch_subset)
         self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.mlp = build_ffn(ffn, dim, mlp_ratio, bias=ffn_bias)
         self.ls2 = _layer_scale(dim, init_values)
-        self.drop_path2 = _drop_path(drop_path)
+        self.drop_path2 = _drop_path(drop_path, drop_path_batch_subset)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x))))
-        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        x = _add_residual(x, self._attn_branch, self.drop_path1)
+        return _add_residual(x, self._ffn_branch, self.drop_path2)
+
+    def _attn_branch(self, x: Tensor) -> Tensor:
+        return self.ls1(self.attn(self.norm1(x)))
+
+    def _ffn_branch(self, x: Tensor) -> Tensor:
+        return self.ls2(self.mlp(self.norm2(x)))
+
+
+def _add_residual(x: Tensor, branch: Callable[[Tensor], Tensor], drop: nn.Module) -> Tensor:
+    if isinstance(drop, DropPath):
+        return drop.add_residual(x, branch)
+    return x + branch(x)
 
 
 __all__ = ["LAYER_NORM_EPS", "Block"]
