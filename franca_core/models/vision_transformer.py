@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any, Literal, overload
 
 import torch
@@ -53,6 +54,15 @@ class BackboneOutput:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
+
+
+def drop_path_rates(rate: float, depth: int, uniform: bool) -> list[float]:
+    """Stochastic-depth rate per block: uniform (Franca) or increasing linearly from 0 to ``rate``.
+
+    Plain Python, so that a model can be built on the meta device.
+    """
+    step = rate / max(depth - 1, 1)
+    return [rate] * depth if uniform else [i * step for i in range(depth)]
 
 
 class VisionTransformer(nn.Module):
@@ -99,25 +109,21 @@ class VisionTransformer(nn.Module):
             nn.Parameter(torch.zeros(1, num_register_tokens, embed_dim)) if num_register_tokens else None
         )
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
-        # Uniform (Franca) or linearly increasing stochastic-depth rates, one per block (plain Python so
-        # the model can be built on the meta device).
-        step = drop_path_rate / max(depth - 1, 1)
-        rates = [drop_path_rate] * depth if drop_path_uniform else [i * step for i in range(depth)]
+        block = partial(
+            Block,
+            embed_dim,
+            num_heads,
+            ffn=ffn,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            proj_bias=proj_bias,
+            ffn_bias=ffn_bias,
+            init_values=init_values,
+            attn_backend=attn_backend,
+        )
         self.blocks = nn.ModuleList(
-            Block(
-                embed_dim,
-                num_heads,
-                ffn=ffn,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                proj_bias=proj_bias,
-                ffn_bias=ffn_bias,
-                drop_path=rate,
-                drop_path_batch_subset=uses_batch_subset(drop_path_mode, rate),
-                init_values=init_values,
-                attn_backend=attn_backend,
-            )
-            for rate in rates
+            block(drop_path=rate, drop_path_batch_subset=uses_batch_subset(drop_path_mode, rate))
+            for rate in drop_path_rates(drop_path_rate, depth, drop_path_uniform)
         )
         self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
         self.head = nn.Identity()
