@@ -65,7 +65,7 @@ class SoftmaxCentering(nn.Module):
         """
         self._check_levels(teacher_logits)
         rows = teacher_logits[0].shape[0] if n_valid is None else n_valid
-        count = all_reduce_sum(torch.tensor(float(rows), device=teacher_logits[0].device))
+        count = all_reduce_sum(torch.full((), float(rows), device=teacher_logits[0].device))  # no host sync
         for level, logits in enumerate(teacher_logits):
             center = self.center(level)
             batch_sum = all_reduce_sum(logits[:n_valid].float().sum(dim=0, keepdim=True))  # [1, K_l]

@@ -67,7 +67,8 @@ def sinkhorn_knopp_targets(
     shift = logits.amax(dim=0) if logits.shape[0] else logits.new_full((n_prototypes,), float("-inf"))
     shift = all_reduce_max(shift)
     q = torch.exp(logits - shift).t()  # [K, b]
-    b_total = all_reduce_sum(torch.tensor(float(n_valid), device=logits.device))
+    # torch.full launches a fill kernel; torch.tensor(x, device=cuda) would copy and wait for the GPU.
+    b_total = all_reduce_sum(torch.full((), float(n_valid), device=logits.device))
     for _ in range(n_iterations):
         q /= all_reduce_sum(q.sum(dim=1, keepdim=True)).clamp_min(_TINY)  # prototype marginals, [K, 1]
         q /= n_prototypes

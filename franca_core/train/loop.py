@@ -187,10 +187,15 @@ class StopRequest:
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
-def any_rank(flags: tuple[bool, ...], device: torch.device) -> tuple[bool, ...]:
-    """Each flag OR-ed over all ranks, in one collective (NCCL needs the tensor on the GPU)."""
-    reduced = distributed.all_reduce_max(torch.tensor([float(f) for f in flags], device=device))
-    return tuple(bool(v) for v in reduced.tolist())
+def stop_or_diverged(stop: bool, loss: Tensor) -> tuple[bool, bool]:
+    """(a stop was requested, the loss is not finite), each OR-ed over all ranks.
+
+    One collective and the step's only host synchronisation: the flags are built on the loss's device
+    (``torch.full`` launches a kernel, where ``torch.tensor(..., device=cuda)`` would wait for the GPU).
+    """
+    flags = torch.stack([torch.full((), float(stop), device=loss.device), (~torch.isfinite(loss)).float()])
+    stopping, diverged = distributed.all_reduce_max(flags).tolist()
+    return bool(stopping), bool(diverged)
 
 
 def run_loop(
@@ -211,8 +216,7 @@ def run_loop(
             values = run.schedules.at(step)
             losses, grad_norm = train_step(run, batch, values)
             step, window_steps = step + 1, window_steps + 1
-            finite = bool(torch.isfinite(losses.total.detach()).item())
-            stopping, diverged = any_rank((stop.flag, not finite), env.device)
+            stopping, diverged = stop_or_diverged(stop.flag, losses.total.detach())
             if diverged:  # on every rank, so none is left waiting in a collective
                 raise NonFiniteLossError(f"loss is {losses.total.item()} on some rank at step {step}")
             save_now = step % cfg.runtime.checkpoint_every == 0 or step == max_steps or stopping
