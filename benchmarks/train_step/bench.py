@@ -5,7 +5,8 @@ forward/backward through backbone and Matryoshka heads, per-module gradient clip
 one synthetic multi-crop batch with the config's crop sizes and real iBOT masks. For each config the
 variants are compared against the first one, measured in the same process (eager by default). A
 variant is an attention kernel ("eager", "sdpa" = torch's fused attention, "auto" = xFormers on CUDA
-when installed, else SDPA) with optional "+compile" (torch.compile every block) and "+per_sample" /
+when installed, else SDPA) with optional "+compile" (torch.compile every block), "+compile_all" (also
+the heads and loss terms) and "+per_sample" /
 "+batch_subset" (force the form of stochastic depth; default: the official rule).
 
 MFU = (FLOPs of one step, counted once with ``torch.utils.flop_counter``) / (step time x peak bf16
@@ -128,13 +129,14 @@ def _kernel_label(attention: str, run: Run, device: torch.device) -> str:
 
 VARIANT_OPTIONS = {
     "compile": [],  # handled by measure(): torch.compile of every block after the FLOP count
+    "compile_all": [],  # the same, plus the heads and the student's loss terms
     "per_sample": ["backbone.drop_path_mode=per_sample"],
     "batch_subset": ["backbone.drop_path_mode=batch_subset"],
 }
 
 
 def variant_overrides(options: list[str]) -> list[str]:
-    """Config overrides of a variant's options: ``compile``, ``per_sample``, ``batch_subset``.
+    """Config overrides of a variant's options (``compile``/``compile_all`` add none: measure() compiles).
 
     ``per_sample`` / ``batch_subset`` force the form of stochastic depth (default: the official rule,
     batch subset above rate 0.1), e.g. ``sdpa+per_sample`` as the baseline of ``sdpa``.
@@ -150,13 +152,13 @@ def measure(
 ) -> Measurement:
     """``attention`` is a variant: ``KERNEL[+OPTION...]`` (see :func:`variant_overrides`)."""
     kernel, *options = attention.split("+")
-    compiled = "compile" in options
+    compiled = "all" if "compile_all" in options else "blocks" if "compile" in options else None
     cfg = apply_overrides(cfg, [f"backbone.attention={kernel}", *variant_overrides(options)])
     run = build_bench_run(cfg, device)
     batch = synthetic_batch(cfg, batch_size).to(device)
     flops = count_flops(run, batch)
-    if compiled:  # after counting: the flop counter runs the eager blocks
-        compile_blocks(run.objective)
+    if compiled:  # after counting: the flop counter runs the eager modules
+        compile_blocks(run.objective, compiled)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
@@ -188,8 +190,8 @@ def main() -> None:
         "--attention",
         nargs="+",
         default=["eager", "sdpa"],
-        help="variants, the first one is the baseline: KERNEL[+compile][+per_sample|+batch_subset], "
-        "e.g. sdpa+per_sample sdpa sdpa+compile",
+        help="variants, the first one is the baseline: KERNEL[+compile|+compile_all]"
+        "[+per_sample|+batch_subset], e.g. sdpa+per_sample sdpa sdpa+compile",
     )
     parser.add_argument("--batch", type=int, default=None, help="images per step (default: the config's)")
     parser.add_argument("--repeats", type=int, default=5)

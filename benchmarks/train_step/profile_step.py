@@ -30,7 +30,9 @@ def main() -> None:
     parser.add_argument("--config", default="debug")
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--compile", action="store_true")
+    parser.add_argument(
+        "--compile", nargs="?", const="blocks", choices=["blocks", "all"], help="compile the blocks (or all)"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--trace", type=Path, default=None, help="write a Chrome trace here")
     parser.add_argument("--rows", type=int, default=25)
@@ -40,7 +42,7 @@ def main() -> None:
     cfg = load_config(PretrainConfig, args.config, PRESETS, args.overrides)
     run = build_bench_run(cfg, device)
     if args.compile:
-        compile_blocks(run.objective)
+        compile_blocks(run.objective, args.compile)
     batch = synthetic_batch(cfg, args.batch or cfg.data.batch_size_per_rank).to(device)
     for i in range(3):
         train_step(run, batch, run.schedules.at(100 + i))

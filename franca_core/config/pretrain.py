@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from franca_core.config.base import (
     BackboneConfig,
@@ -61,7 +61,21 @@ class RuntimeConfig(Frozen):
     checkpoint_every: int = Field(1250, ge=1, description="Save a checkpoint every N steps.")
     keep_last: int | None = Field(None, ge=1, description="Keep only the newest N checkpoints (None: all).")
     log_every: int = Field(10, ge=1, description="Write metrics every N steps.")
-    compile: bool = Field(False, description="torch.compile each transformer block (CUDA speed-up).")
+    compile: Literal["off", "blocks", "all"] = Field(
+        "off",
+        description="torch.compile each transformer block (blocks), or the blocks, the Matryoshka heads and "
+        "the loss terms (all). true/false mean blocks/off.",
+    )
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_flag(cls, value: object) -> object:
+        # Earlier versions (and their config.json files) had a boolean: true compiled the blocks.
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if isinstance(value, bool):
+            return "blocks" if value else "off"
+        return value
 
 
 class PretrainConfig(Frozen):

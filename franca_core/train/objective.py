@@ -150,6 +150,12 @@ class FrancaObjective(nn.Module):
         self.student_temp, self.centering = student_temp, centering
         self.sk_iterations, self.official_sk_padding_rows = sk_iterations, official_sk_padding_rows
         self.n_global_crops = n_global_crops
+        # The student's loss terms, as attributes so that compile_losses() can swap in compiled versions.
+        self._dino_loss, self._ibot_loss, self._koleo_loss = (
+            dino_cls_loss,
+            ibot_patch_loss,
+            koleo_loss_per_crop,
+        )
         dino_k = _prototype_counts(student.dino_head)
         ibot_k = _prototype_counts(student.ibot_head)
         self.dino_center = SoftmaxCentering(dino_k) if centering == "softmax" else None
@@ -180,16 +186,26 @@ class FrancaObjective(nn.Module):
         targets = self.teacher_targets(batch, teacher_temp)
         local = batch.local_crops if batch.n_local_crops > 0 else None
         out: NetworkOutput = self.student(batch.global_crops, local, batch.masks, batch.mask_indices)
-        dino = dino_cls_loss(
+        dino = self._dino_loss(
             out.dino_global, out.dino_local, targets.dino, self.n_global_crops, self.student_temp
         )
-        ibot = ibot_patch_loss(
+        ibot = self._ibot_loss(
             out.ibot, targets.ibot, batch.masks_weight, batch.global_crops.shape[0], self.student_temp
         )
-        koleo = koleo_loss_per_crop(out.cls_global, self.n_global_crops)
+        koleo = self._koleo_loss(out.cls_global, self.n_global_crops)
         w_dino, w_ibot, w_koleo = self.weights
         total = w_dino * dino.total + w_ibot * ibot.total + w_koleo * koleo
         return LossBreakdown(total=total, dino=dino, ibot=ibot, koleo=koleo)
+
+    def compile_losses(self) -> None:
+        """``torch.compile`` the student's loss terms: fuses their fp32 passes over the [rows, K] logits.
+
+        The teacher's Sinkhorn-Knopp stays eager: its temperature changes every warm-up step, and a
+        compiled function would specialise on (and recompile for) each value.
+        """
+        self._dino_loss = torch.compile(dino_cls_loss)
+        self._ibot_loss = torch.compile(ibot_patch_loss)
+        self._koleo_loss = torch.compile(koleo_loss_per_crop)
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:

@@ -119,12 +119,20 @@ def parallelize(objective: FrancaObjective, mode: ParallelMode, env: DistEnv) ->
         objective.teacher.register_forward_hook(_reshard_after_forward)
 
 
-def compile_blocks(objective: FrancaObjective) -> None:
-    """``torch.compile`` every transformer block of both networks (the rest stays eager)."""
+def compile_blocks(objective: FrancaObjective, scope: Literal["blocks", "all"] = "blocks") -> None:
+    """``torch.compile`` the blocks of both networks, or (``all``) also their heads and the loss terms.
+
+    Everything else stays eager; state-dict keys do not change (modules are compiled in place).
+    """
     for net in (unwrap(objective.student), objective.teacher):
         assert isinstance(net, SSLNetwork)
         for block in net.backbone.blocks:
             block.compile()
+        if scope == "all":
+            net.dino_head.compile()
+            net.ibot_head.compile()
+    if scope == "all":
+        objective.compile_losses()
 
 
 def student_network(objective: FrancaObjective) -> SSLNetwork:

@@ -167,8 +167,8 @@ def build_run(cfg: PretrainConfig, run_dir: Path, env: DistEnv) -> Run:
     objective.to(env.device)
     mode = resolve_mode(cfg.runtime.distributed, env.world_size)
     parallelize(objective, mode, env)
-    if cfg.runtime.compile:
-        compile_blocks(objective)
+    if cfg.runtime.compile != "off":
+        compile_blocks(objective, cfg.runtime.compile)
     d = derived(cfg, env.world_size)
     run = Run(
         cfg=cfg,

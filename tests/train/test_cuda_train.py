@@ -49,9 +49,13 @@ def test_bf16_training_on_cuda_matches_fp32_closely(
     assert torch.isfinite(out).all()
 
 
-def test_compiled_blocks_train_on_cuda(tmp_path: Path, tiny_config: Callable[..., PretrainConfig]) -> None:
+@pytest.mark.parametrize("scope", ["blocks", "all"])
+def test_compiled_training_on_cuda_matches_eager(
+    tmp_path: Path, tiny_config: Callable[..., PretrainConfig], scope: str
+) -> None:
     eager = pretrain(tiny_config(*STEPS, "runtime.precision=fp32"), tmp_path / "eager")
-    compiled = pretrain(tiny_config(*STEPS, "runtime.precision=fp32", "runtime.compile=true"), tmp_path / "c")
+    cfg = tiny_config(*STEPS, "runtime.precision=fp32", f"runtime.compile={scope}")
+    compiled = pretrain(cfg, tmp_path / "c")
     for a, b in zip(_losses(compiled), _losses(eager)):
         assert abs(a - b) <= 1e-3 * abs(b) + 1e-4
 
