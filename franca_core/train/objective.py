@@ -151,11 +151,9 @@ class FrancaObjective(nn.Module):
         self.sk_iterations, self.official_sk_padding_rows = sk_iterations, official_sk_padding_rows
         self.n_global_crops = n_global_crops
         # The student's loss terms, as attributes so that compile_losses() can swap in compiled versions.
-        self._dino_loss, self._ibot_loss, self._koleo_loss = (
-            dino_cls_loss,
-            ibot_patch_loss,
-            koleo_loss_per_crop,
-        )
+        self._dino_loss = dino_cls_loss
+        self._ibot_loss = ibot_patch_loss
+        self._koleo_loss = koleo_loss_per_crop
         dino_k = _prototype_counts(student.dino_head)
         ibot_k = _prototype_counts(student.ibot_head)
         self.dino_center = SoftmaxCentering(dino_k) if centering == "softmax" else None
