@@ -2,7 +2,8 @@
 
 Builds the same step as ``bench.py`` (synthetic multi-crop batch, real masks, full objective), runs
 warm-up steps, then profiles a few and prints the operators sorted by device time (CUDA) or CPU time,
-plus the share of the step the GPU spent busy. Optionally writes a Chrome trace.
+the time of each phase of the step (the ``franca.*`` ranges: teacher, student, losses, backward, clip,
+optimizer, ema) and the share of the step the GPU spent busy. Optionally writes a Chrome trace.
 
     python benchmarks/train_step/profile_step.py --config vitb14_in21k --batch 32 --trace /tmp/b14.json
 """
@@ -23,6 +24,15 @@ from bench import build_bench_run, synthetic_batch
 from franca_core.config import PRESETS, PretrainConfig, load_config
 from franca_core.train.loop import train_step
 from franca_core.train.parallel import compile_blocks
+
+
+def print_phases(prof: profile, steps: int, device: torch.device) -> None:
+    """Time per step in each ``franca.*`` range of the train step (host time; device time on CUDA)."""
+    rows = sorted((e for e in prof.key_averages() if e.key.startswith("franca.")), key=lambda e: e.key)
+    print(f"{'phase':<18}{'host ms/step':>14}" + (f"{'device ms/step':>16}" if device.type == "cuda" else ""))
+    for e in rows:
+        device_ms = f"{e.device_time_total / 1e3 / steps:>16.1f}" if device.type == "cuda" else ""
+        print(f"{e.key:<18}{e.cpu_time_total / 1e3 / steps:>14.1f}{device_ms}")
 
 
 def main() -> None:
@@ -57,6 +67,7 @@ def main() -> None:
     wall = (time.perf_counter() - start) / args.steps
     sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=sort, row_limit=args.rows))
+    print_phases(prof, args.steps, device)
     if device.type == "cuda":
         busy = sum(e.self_device_time_total for e in prof.key_averages()) / 1e6 / args.steps
         print(f"step {wall * 1e3:.1f} ms (profiled), GPU busy {busy * 1e3:.1f} ms = {100 * busy / wall:.0f}%")

@@ -22,6 +22,7 @@ from types import FrameType
 
 import torch
 from torch import Tensor
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from franca_core import distributed
@@ -99,15 +100,22 @@ def clip_gradients(student: SSLNetwork, max_norm: float | None) -> Tensor:
 
 
 def train_step(run: Run, batch: MultiCropBatch, values: StepValues) -> tuple[LossBreakdown, Tensor]:
-    """One Franca iteration; returns the loss terms and the backbone gradient norm."""
+    """One Franca iteration; returns the loss terms and the backbone gradient norm.
+
+    The phases are named ``franca.*`` profiler ranges (``benchmarks/train_step/profile_step.py``).
+    """
     apply_step_values(run.optimizer, values.lr, values.last_layer_lr, values.weight_decay)
     run.optimizer.zero_grad(set_to_none=True)
     with _autocast(run):
         losses = run.objective(batch, values.teacher_temp)
-    losses.total.backward()
-    grad_norm = clip_gradients(student_network(run.objective), run.cfg.optim.clip_grad)
-    run.optimizer.step()
-    run.objective.update_teacher(values.momentum)
+    with record_function("franca.backward"):
+        losses.total.backward()
+    with record_function("franca.clip"):
+        grad_norm = clip_gradients(student_network(run.objective), run.cfg.optim.clip_grad)
+    with record_function("franca.optimizer"):
+        run.optimizer.step()
+    with record_function("franca.ema"):
+        run.objective.update_teacher(values.momentum)
     return losses, grad_norm
 
 

@@ -17,6 +17,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from franca_core.data.collate import MultiCropBatch
 from franca_core.heads import ProjectionHead
@@ -181,18 +182,21 @@ class FrancaObjective(nn.Module):
 
     def forward(self, batch: MultiCropBatch, teacher_temp: float) -> LossBreakdown:
         """Teacher targets, student forward, and every loss term for one batch."""
-        targets = self.teacher_targets(batch, teacher_temp)
+        with record_function("franca.teacher"):
+            targets = self.teacher_targets(batch, teacher_temp)
         local = batch.local_crops if batch.n_local_crops > 0 else None
-        out: NetworkOutput = self.student(batch.global_crops, local, batch.masks, batch.mask_indices)
-        dino = self._dino_loss(
-            out.dino_global, out.dino_local, targets.dino, self.n_global_crops, self.student_temp
-        )
-        ibot = self._ibot_loss(
-            out.ibot, targets.ibot, batch.masks_weight, batch.global_crops.shape[0], self.student_temp
-        )
-        koleo = self._koleo_loss(out.cls_global, self.n_global_crops)
-        w_dino, w_ibot, w_koleo = self.weights
-        total = w_dino * dino.total + w_ibot * ibot.total + w_koleo * koleo
+        with record_function("franca.student"):
+            out: NetworkOutput = self.student(batch.global_crops, local, batch.masks, batch.mask_indices)
+        with record_function("franca.losses"):
+            dino = self._dino_loss(
+                out.dino_global, out.dino_local, targets.dino, self.n_global_crops, self.student_temp
+            )
+            ibot = self._ibot_loss(
+                out.ibot, targets.ibot, batch.masks_weight, batch.global_crops.shape[0], self.student_temp
+            )
+            koleo = self._koleo_loss(out.cls_global, self.n_global_crops)
+            w_dino, w_ibot, w_koleo = self.weights
+            total = w_dino * dino.total + w_ibot * ibot.total + w_koleo * koleo
         return LossBreakdown(total=total, dino=dino, ibot=ibot, koleo=koleo)
 
     def compile_losses(self) -> None:

@@ -52,3 +52,5 @@ def test_bench_rejects_an_unknown_option(tiny_args: Callable[..., list[str]]) ->
 def test_profile_step_prints_the_operator_table(tiny_args: Callable[..., list[str]]) -> None:
     stdout = _run("profile_step.py", ["--steps", "1", "--rows", "5", "--device", "cpu", *tiny_args()])
     assert "Self CPU" in stdout and "aten::" in stdout
+    phases = ("teacher", "student", "losses", "backward", "clip", "optimizer", "ema")
+    assert all(f"franca.{phase}" in stdout for phase in phases)
