@@ -6,8 +6,8 @@ one synthetic multi-crop batch with the config's crop sizes and real iBOT masks.
 variants are compared against the first one, measured in the same process (eager by default). A
 variant is an attention kernel ("eager", "sdpa" = torch's fused attention, "auto" = xFormers on CUDA
 when installed, else SDPA) with optional "+compile" (torch.compile every block), "+compile_all" (also
-the heads and loss terms) and "+per_sample" /
-"+batch_subset" (force the form of stochastic depth; default: the official rule).
+the heads and loss terms), "+per_sample" / "+batch_subset" (force the form of stochastic depth; default:
+the official rule) and "+checkpointing" (recompute block activations in backward).
 
 MFU = (FLOPs of one step, counted once with ``torch.utils.flop_counter``) / (step time x peak bf16
 dense FLOP/s of the GPU). Peak memory is ``torch.cuda.max_memory_allocated`` on CUDA, the process's
@@ -132,6 +132,7 @@ VARIANT_OPTIONS = {
     "compile_all": [],  # the same, plus the heads and the student's loss terms
     "per_sample": ["backbone.drop_path_mode=per_sample"],
     "batch_subset": ["backbone.drop_path_mode=batch_subset"],
+    "checkpointing": ["runtime.activation_checkpointing=true"],
 }
 
 
@@ -191,7 +192,7 @@ def main() -> None:
         nargs="+",
         default=["eager", "sdpa"],
         help="variants, the first one is the baseline: KERNEL[+compile|+compile_all]"
-        "[+per_sample|+batch_subset], e.g. sdpa+per_sample sdpa sdpa+compile",
+        "[+per_sample|+batch_subset][+checkpointing], e.g. sdpa+per_sample sdpa sdpa+compile",
     )
     parser.add_argument("--batch", type=int, default=None, help="images per step (default: the config's)")
     parser.add_argument("--repeats", type=int, default=5)

@@ -22,7 +22,7 @@ if [[ $part == vitb || $part == all ]]; then
 fi
 if [[ $part == vitl || $part == all ]]; then
     # Per-sample drop path is the baseline: the rows measured before batch-subset stochastic depth.
-    bench --configs vitl14_in21k --batch 32 --attention sdpa+per_sample sdpa auto sdpa+compile_all \
+    bench --configs vitl14_in21k --batch 32 --attention sdpa+per_sample sdpa auto sdpa+compile_all sdpa+checkpointing \
         --out "$out/vitl14.json" 2>&1 | tee "$out/vitl14.txt"
 fi
 if [[ $part == profile || $part == all ]]; then

@@ -19,6 +19,7 @@ from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from franca_core.models.layers.attention import AttnBackend
 from franca_core.models.layers.block import LAYER_NORM_EPS, Block
@@ -100,6 +101,7 @@ class VisionTransformer(nn.Module):
         self.num_register_tokens = num_register_tokens
         self.interpolate_antialias = interpolate_antialias
         self.interpolate_offset = interpolate_offset
+        self.activation_checkpointing = False
         self.chunked_blocks = False  # always flat; chunked keys are handled by the checkpoint adapters
 
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
@@ -198,10 +200,20 @@ class VisionTransformer(nn.Module):
             patch_token_rasa=rasa,
         )
 
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """Recompute each block's activations during backward instead of keeping them.
+
+        Saves nearly all activation memory of the blocks for about one more forward pass of compute.
+        The RNG state is replayed on recomputation, so drop path draws the same samples: training is
+        unchanged.
+        """
+        self.activation_checkpointing = enabled
+
     def _forward_tensor(self, x: Tensor, masks: Tensor | None) -> BackboneOutput:
         tokens = self.prepare_tokens_with_masks(x, masks)
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for blk in self.blocks:
-            tokens = blk(tokens)
+            tokens = checkpoint(blk, tokens, use_reentrant=False) if recompute else blk(tokens)
         return self._output(tokens, masks)
 
     @overload

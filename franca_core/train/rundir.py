@@ -31,6 +31,7 @@ RESUME_SAFE_FIELDS: frozenset[tuple[str, str]] = frozenset(
         ("runtime", "keep_last"),
         ("runtime", "log_every"),
         ("runtime", "compile"),
+        ("runtime", "activation_checkpointing"),
         ("data", "num_workers"),
     }
 )

@@ -167,6 +167,7 @@ def build_run(cfg: PretrainConfig, run_dir: Path, env: DistEnv) -> Run:
     objective.to(env.device)
     mode = resolve_mode(cfg.runtime.distributed, env.world_size)
     parallelize(objective, mode, env)
+    student_network(objective).backbone.set_activation_checkpointing(cfg.runtime.activation_checkpointing)
     if cfg.runtime.compile != "off":
         compile_blocks(objective, cfg.runtime.compile)
     d = derived(cfg, env.world_size)

@@ -49,14 +49,21 @@ def torchrun(run_dir: Path, overrides: list[str]) -> None:
 
 @pytest.mark.ddp
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+@pytest.mark.parametrize(
+    ("mode", "extra"),
+    [("ddp", ()), ("fsdp", ()), ("fsdp", ("runtime.activation_checkpointing=true",))],
+    ids=["ddp", "fsdp", "fsdp+activation-checkpointing"],
+)
 def test_two_ranks_match_one_rank_with_the_same_global_batch(
-    tmp_path: Path, tiny_config: Callable[..., PretrainConfig], tiny_args: Callable[..., list[str]], mode: str
+    tmp_path: Path,
+    tiny_config: Callable[..., PretrainConfig],
+    tiny_args: Callable[..., list[str]],
+    mode: str,
+    extra: tuple[str, ...],
 ) -> None:
     single = pretrain(tiny_config(*COMMON), tmp_path / "single")
-    torchrun(
-        tmp_path / "pair", tiny_args(*COMMON, "data.batch_size_per_rank=2", f"runtime.distributed={mode}")
-    )
+    pair_args = tiny_args(*COMMON, "data.batch_size_per_rank=2", f"runtime.distributed={mode}", *extra)
+    torchrun(tmp_path / "pair", pair_args)
     pair = RunResult.read(tmp_path / "pair" / "result.json")
     assert (pair.world_size, pair.parallel, pair.steps) == (2, mode, STEPS)
     a = load_checkpoint(tmp_path / "single" / single.last_checkpoint)
