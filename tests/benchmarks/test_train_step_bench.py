@@ -49,8 +49,11 @@ def test_bench_rejects_an_unknown_option(tiny_args: Callable[..., list[str]]) ->
     assert done.returncode != 0 and "unknown variant option" in done.stderr
 
 
-def test_profile_step_prints_the_operator_table(tiny_args: Callable[..., list[str]]) -> None:
+def test_profile_step_prints_the_phase_table(tiny_args: Callable[..., list[str]]) -> None:
     stdout = _run("profile_step.py", ["--steps", "1", "--rows", "5", "--device", "cpu", *tiny_args()])
-    assert "Self CPU" in stdout and "aten::" in stdout
+    # The operator table's rows depend on the profiler backend (one full-suite run printed none); the
+    # phase table is ours: one row per franca.* range with its host milliseconds per step.
     phases = ("teacher", "student", "losses", "backward", "clip", "optimizer", "ema")
-    assert all(f"franca.{phase}" in stdout for phase in phases)
+    rows = {line.split()[0]: line.split()[1:] for line in stdout.splitlines() if line.startswith("franca.")}
+    assert sorted(rows) == sorted(f"franca.{phase}" for phase in phases)
+    assert all(float(values[0]) >= 0 for values in rows.values())
