@@ -39,7 +39,7 @@ from franca_core.models.layers.attention import Attention, xformers_for
 from franca_core.train.build import build_objective
 from franca_core.train.data import build_masker, initial_position
 from franca_core.train.loop import train_step
-from franca_core.train.parallel import DistEnv, compile_blocks
+from franca_core.train.parallel import DistEnv, compile_networks
 from franca_core.train.setup import Run, StartPoint, autocast_dtype, build_optimizer, build_schedules
 
 # Dense bf16 peak of the GPUs we expect (NVIDIA data sheets; SXM parts).
@@ -159,7 +159,7 @@ def measure(
     batch = synthetic_batch(cfg, batch_size).to(device)
     flops = count_flops(run, batch)
     if compiled:  # after counting: the flop counter runs the eager modules
-        compile_blocks(run.objective, compiled)
+        compile_networks(run.objective, compiled)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []

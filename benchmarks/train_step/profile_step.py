@@ -23,7 +23,7 @@ from bench import build_bench_run, synthetic_batch
 
 from franca_core.config import PRESETS, PretrainConfig, load_config
 from franca_core.train.loop import train_step
-from franca_core.train.parallel import compile_blocks
+from franca_core.train.parallel import compile_networks
 
 
 def print_phases(prof: profile, steps: int, device: torch.device) -> None:
@@ -52,7 +52,7 @@ def main() -> None:
     cfg = load_config(PretrainConfig, args.config, PRESETS, args.overrides)
     run = build_bench_run(cfg, device)
     if args.compile:
-        compile_blocks(run.objective, args.compile)
+        compile_networks(run.objective, args.compile)
     batch = synthetic_batch(cfg, args.batch or cfg.data.batch_size_per_rank).to(device)
     for i in range(3):
         train_step(run, batch, run.schedules.at(100 + i))

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from franca_core.models.layers.drop_path import DropPathMode
+
 
 class Frozen(BaseModel):
     """Base of every config block: immutable, unknown keys rejected."""
@@ -32,7 +34,7 @@ class BackboneConfig(Frozen):
     patch_size: int = Field(14, description="Patch size in pixels.")
     ffn: Literal["swiglu", "mlp"] = Field("swiglu", description="SwiGLU (all Franca sizes) or MLP.")
     drop_path_rate: float = Field(0.1, ge=0.0, lt=1.0, description="Stochastic depth of the student.")
-    drop_path_mode: Literal["official", "per_sample", "batch_subset"] = Field(
+    drop_path_mode: DropPathMode = Field(
         "official",
         description="official: DINOv2's batch subset above rate 0.1 (the branch runs on the kept samples "
         "only), per sample at or below; per_sample / batch_subset force one form.",

@@ -119,7 +119,7 @@ def parallelize(objective: FrancaObjective, mode: ParallelMode, env: DistEnv) ->
         objective.teacher.register_forward_hook(_reshard_after_forward)
 
 
-def compile_blocks(objective: FrancaObjective, scope: Literal["blocks", "all"] = "blocks") -> None:
+def compile_networks(objective: FrancaObjective, scope: Literal["blocks", "all"] = "blocks") -> None:
     """``torch.compile`` the blocks of both networks, or (``all``) also their heads and the loss terms.
 
     Everything else stays eager; state-dict keys do not change (modules are compiled in place).

@@ -27,7 +27,7 @@ from franca_core.train.objective import FrancaObjective
 from franca_core.train.parallel import (
     DistEnv,
     ParallelMode,
-    compile_blocks,
+    compile_networks,
     load_full_model_state,
     load_full_optimizer_state,
     parallelize,
@@ -169,7 +169,7 @@ def build_run(cfg: PretrainConfig, run_dir: Path, env: DistEnv) -> Run:
     parallelize(objective, mode, env)
     student_network(objective).backbone.set_activation_checkpointing(cfg.runtime.activation_checkpointing)
     if cfg.runtime.compile != "off":
-        compile_blocks(objective, cfg.runtime.compile)
+        compile_networks(objective, cfg.runtime.compile)
     d = derived(cfg, env.world_size)
     run = Run(
         cfg=cfg,
