@@ -62,11 +62,18 @@ class StepMetrics:
     images_per_s: float
     dino_levels: tuple[float, ...]
     ibot_levels: tuple[float, ...]
+    dino_target_entropy: tuple[float, ...] = ()  # per level, H / ln K_l (losses.diagnostics)
+    ibot_target_entropy: tuple[float, ...] = ()
 
     def as_dict(self) -> dict[str, float]:
         flat = {k: v for k, v in asdict(self).items() if not isinstance(v, tuple)}
-        flat.update({f"dino_l{i}": v for i, v in enumerate(self.dino_levels)})
-        flat.update({f"ibot_l{i}": v for i, v in enumerate(self.ibot_levels)})
+        for prefix, values in (
+            ("dino_l", self.dino_levels),
+            ("ibot_l", self.ibot_levels),
+            ("dino_target_entropy_l", self.dino_target_entropy),
+            ("ibot_target_entropy_l", self.ibot_target_entropy),
+        ):
+            flat.update({f"{prefix}{i}": v for i, v in enumerate(values)})
         return flat
 
     def losses(self) -> dict[str, float]:
@@ -123,10 +130,24 @@ def step_metrics(
     losses: LossBreakdown, grad_norm: Tensor, values: StepValues, images_per_s: float
 ) -> StepMetrics:
     """Average the loss terms over ranks (a collective: every rank calls it)."""
-    dino, ibot = losses.dino.levels, losses.ibot.levels
-    terms = [losses.total, losses.dino.total, losses.ibot.total, losses.koleo, *dino, *ibot]
+    per_level = (
+        losses.dino.levels,
+        losses.ibot.levels,
+        losses.dino_target_entropy,
+        losses.ibot_target_entropy,
+    )
+    terms = [
+        losses.total,
+        losses.dino.total,
+        losses.ibot.total,
+        losses.koleo,
+        *(t for ts in per_level for t in ts),
+    ]
     mean = distributed.all_reduce_mean(torch.stack([t.detach().float() for t in terms])).tolist()
-    n = len(dino)
+    groups, start = [], 4
+    for ts in per_level:
+        groups.append(tuple(mean[start : start + len(ts)]))
+        start += len(ts)
     return StepMetrics(
         loss=mean[0],
         dino=mean[1],
@@ -138,8 +159,10 @@ def step_metrics(
         momentum=values.momentum,
         teacher_temp=values.teacher_temp,
         images_per_s=images_per_s,
-        dino_levels=tuple(mean[4 : 4 + n]),
-        ibot_levels=tuple(mean[4 + n :]),
+        dino_levels=groups[0],
+        ibot_levels=groups[1],
+        dino_target_entropy=groups[2],
+        ibot_target_entropy=groups[3],
     )
 
 

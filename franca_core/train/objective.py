@@ -29,6 +29,7 @@ from franca_core.losses import (
     ibot_patch_loss,
     koleo_loss_per_crop,
     sinkhorn_knopp_levels,
+    target_entropies,
 )
 from franca_core.models.vision_transformer import VisionTransformer
 
@@ -106,6 +107,9 @@ class LossBreakdown:
     dino: DinoLoss
     ibot: LevelLoss
     koleo: Tensor
+    # Per level, the mean entropy of the teacher's targets over ln K_l (detached; losses.diagnostics).
+    dino_target_entropy: tuple[Tensor, ...] = ()
+    ibot_target_entropy: tuple[Tensor, ...] = ()
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -197,7 +201,14 @@ class FrancaObjective(nn.Module):
             koleo = self._koleo_loss(out.cls_global, self.n_global_crops)
             w_dino, w_ibot, w_koleo = self.weights
             total = w_dino * dino.total + w_ibot * ibot.total + w_koleo * koleo
-        return LossBreakdown(total=total, dino=dino, ibot=ibot, koleo=koleo)
+        return LossBreakdown(
+            total=total,
+            dino=dino,
+            ibot=ibot,
+            koleo=koleo,
+            dino_target_entropy=target_entropies(targets.dino),
+            ibot_target_entropy=target_entropies(targets.ibot, n_rows=batch.mask_indices.shape[0]),
+        )
 
     def compile_losses(self) -> None:
         """``torch.compile`` the student's loss terms: fuses their fp32 passes over the [rows, K] logits.
