@@ -19,10 +19,9 @@ import torch
 
 from franca_core.config import PRESETS, PretrainConfig, apply_overrides
 from franca_core.models.vision_transformer import VisionTransformer
-from franca_core.train.build import build_objective
 from franca_core.train.engine import pretrain
 from franca_core.train.rundir import RunResult
-from franca_core.train.setup import seed_everything
+from franca_core.train.setup import initial_teacher_backbone
 
 # Overrides of the debug preset giving a 2-block, 32-wide ViT on 42 px crops: milliseconds per step.
 TINY = (
@@ -86,10 +85,7 @@ class DebugPretrained:
 
     def random_init(self) -> VisionTransformer:
         """The run's teacher backbone before training (same seed, same init)."""
-        seed_everything(self.cfg.runtime.seed)
-        backbone = build_objective(self.cfg).teacher.backbone
-        assert isinstance(backbone, VisionTransformer)
-        return backbone.eval()
+        return initial_teacher_backbone(self.cfg).eval()
 
 
 @pytest.fixture(scope="session")

@@ -79,9 +79,9 @@ from franca_core.evaluation.sample_data import sample_classification
 from franca_core.evaluation.transforms import ClassificationDataset
 from franca_core.heads import head_parameter_count
 from franca_core.models.pretrained import load_backbone
-from franca_core.train.build import build_backbone_from_config, build_objective
+from franca_core.train.build import build_backbone_from_config
 from franca_core.train.engine import pretrain
-from franca_core.train.setup import seed_everything
+from franca_core.train.setup import initial_teacher_backbone
 
 Objective = Literal["none", "project", "slice", "shared", "slice_project"]
 DEFAULT_OBJECTIVES: tuple[Objective, ...] = ("none", "project", "slice", "shared")
@@ -265,8 +265,7 @@ def evaluate_init(s: StudySettings, data: StudyData, seed: int, resolution: int)
     if cached is not None:
         return cached
     cfg = load_config(PretrainConfig, s.config, PRESETS, overrides)
-    seed_everything(cfg.runtime.seed)  # as the engine does right before building the networks
-    backbone = build_objective(cfg).teacher.backbone
+    backbone = initial_teacher_backbone(cfg)
     start = time.perf_counter()
     levels = knn_levels(backbone, data, s, resolution)
     record = RunRecord(

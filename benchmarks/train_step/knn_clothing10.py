@@ -33,16 +33,16 @@ import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from franca_core.config import PRESETS, PretrainConfig, load_config
 from franca_core.evaluation.datasets import read_image_folder
 from franca_core.evaluation.knn import knn_predict_topk
 from franca_core.evaluation.transforms import ClassificationDataset
 from franca_core.models.vision_transformer import VisionTransformer
-from franca_core.train.build import build_objective
 from franca_core.train.checkpoint import list_checkpoints, load_checkpoint
 from franca_core.train.engine import pretrain
-from franca_core.train.setup import seed_everything
+from franca_core.train.setup import initial_teacher_backbone
 from franca_core.train.weights import backbone_state
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "clothing10"
@@ -121,21 +121,13 @@ def score(split: str, correct: Tensor, baseline: Tensor | None) -> SplitScore:
     )
 
 
-def initial_teacher(cfg: PretrainConfig) -> VisionTransformer:
-    """The run's teacher backbone before its first step (the engine seeds, then builds)."""
-    seed_everything(cfg.runtime.seed)
-    backbone = build_objective(cfg).teacher.backbone
-    assert isinstance(backbone, VisionTransformer)
-    return backbone
-
-
 def learning_curve(
     model: VisionTransformer, run_dir: Path, bank: Split, queries: list[Split]
 ) -> list[CurvePoint]:
     """Random init (step 0; ``model`` as given) and every checkpoint of ``run_dir``."""
     baseline = correct_per_query(model, bank, queries)
     points = [CurvePoint(0, [score(q.name, c, None) for q, c in zip(queries, baseline, strict=True)])]
-    for step, path in list_checkpoints(run_dir):
+    for step, path in tqdm(list_checkpoints(run_dir), desc="k-NN per checkpoint", unit="ckpt"):
         model.load_state_dict(backbone_state(load_checkpoint(path).teacher))
         correct = correct_per_query(model, bank, queries)
         scores = [score(q.name, c, b) for q, c, b in zip(queries, correct, baseline, strict=True)]
@@ -192,7 +184,7 @@ def main() -> None:
     bank = load_split(args.root, "train", res, args.workers)
     query_names = ["val", *(["test"] if (args.root / "test").is_dir() else [])]
     queries = [load_split(args.root, name, res, args.workers) for name in query_names]
-    model = initial_teacher(cfg)
+    model = initial_teacher_backbone(cfg)  # the run's exact step-0 teacher
     start = time.perf_counter()
     result = pretrain(cfg, args.run_dir, progress=True)
     minutes = (time.perf_counter() - start) / 60

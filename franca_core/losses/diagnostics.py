@@ -1,11 +1,12 @@
 """Collapse monitors for the teacher targets, logged beside the losses.
 
-DINO-style training has two failure modes that the losses alone hide (Caron et al., 2021, §5.3): every
+DINO-style training has two failure modes that the losses alone hide (DINO, Caron et al., 2021): every
 image sent to one prototype (targets one-hot on the same column), or every target flat (the heads
 drift to uniform outputs; the loss then sits near ln K_l and the backbone stops learning). The mean
-entropy of the teacher's target distributions, divided by ln K_l, tells them apart: near 1 the targets
-are flat, near 0 each image has one prototype. Sinkhorn-Knopp keeps the column sums equal, so with it a
-value near 0 means confident, balanced assignments; at B < K_l it is bounded below by ln(K_l / B) / ln K_l.
+entropy of the teacher's target distributions, divided by ln K_l, tells them apart: near 1 the
+targets are flat, near 0 each image has one prototype. Sinkhorn-Knopp makes the column sums (nearly)
+equal, so with it a value near 0 means confident, balanced assignments; at B < K_l it is bounded
+below by ln(K_l / B) / ln K_l.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from franca_core import distributed
 from franca_core.config.pretrain import Derived, PretrainConfig, derived
 from franca_core.data.augment import derive_seed
 from franca_core.data.position import DataPosition
+from franca_core.models.vision_transformer import VisionTransformer
 from franca_core.train.build import build_objective
 from franca_core.train.checkpoint import latest_good_checkpoint, load_checkpoint, restore_rng
 from franca_core.train.data import initial_position
@@ -156,14 +157,25 @@ def _init_weights(cfg: PretrainConfig, objective: FrancaObjective) -> None:
     log.info("initialised student and teacher backbones from %s", cfg.init_from)
 
 
+def initial_objective(cfg: PretrainConfig) -> FrancaObjective:
+    """The networks exactly as a fresh run of ``cfg`` starts them (seeded, then ``init_from`` applied)."""
+    seed_everything(cfg.runtime.seed)
+    objective = build_objective(cfg)
+    _init_weights(cfg, objective)
+    return objective
+
+
+def initial_teacher_backbone(cfg: PretrainConfig) -> VisionTransformer:
+    """The teacher backbone at step 0 of a fresh run of ``cfg`` (the "random init" of learning tests)."""
+    return initial_objective(cfg).teacher.backbone
+
+
 def build_run(cfg: PretrainConfig, run_dir: Path, env: DistEnv) -> Run:
     """Networks, wrappers, optimizer and schedules for ``cfg``; resumes from ``run_dir`` when it can."""
     if env.device.type == "cuda":  # TF32 for any fp32 matmul left outside autocast (as officially)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    seed_everything(cfg.runtime.seed)
-    objective = build_objective(cfg)
-    _init_weights(cfg, objective)
+    objective = initial_objective(cfg)
     objective.to(env.device)
     mode = resolve_mode(cfg.runtime.distributed, env.world_size)
     parallelize(objective, mode, env)
